@@ -1,0 +1,645 @@
+"""The seed study's preprocessing pipeline, stage by stage.
+
+Every stage is a small pure function on numpy images; :func:`run_pipeline` chains them and keeps
+each intermediate image by name, so the app can show them and training, evaluation and prediction
+all prepare images through *this one function* (no copies).
+
+Order: resize to the study frame → min-max normalise → polarity check (inverted images) → denoise
+→ CLAHE → threshold at the mean → largest contour = hand mask → rotation alignment (middle-finger
+tip above the centroid) → laterality (right hand mirrored to the canonical left) → ROIs from the
+convex hull's defects → model input (masked, cropped, resized).
+
+Coordinates: images are (H, W); boxes are ``(x, y, w, h)`` in pixels of the aligned image;
+angles are degrees, counter-clockwise positive, as in ``cv2.getRotationMatrix2D``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+# Stage names, in the order they are produced (``NN_<name>.png`` in the CLI).
+STAGES = (
+    "input",
+    "resized",
+    "normalised",
+    "polarity",
+    "denoised",
+    "clahe",
+    "threshold",
+    "mask",
+    "aligned",
+    "aligned_mask",
+    "canonical",
+    "rois",
+    "model_input",
+)
+ROI_NAMES = ("middle_finger", "thumb", "carpals", "wrist")
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """Pipeline settings. Defaults are the study's; the model bundle stores the ones it was trained with."""
+
+    frame_width: int = 800  # study frame 800×1000 (its mean aspect ratio ≈ 1.266)
+    frame_height: int = 1000
+    thumbnail_max_side: int = 256  # square inputs this small are RSNA-style squashed thumbnails
+    denoise: str = "median"  # median | gaussian | none
+    denoise_ksize: int = 5
+    clahe_clip: float = 1.0  # study: clipLimit 1
+    clahe_tiles: int = 3  # study: tileGridSize 3×3
+    threshold: str = "mean"  # mean (study) | otsu
+    ignore_bottom: float = 0.10  # study: bottom 10 % left out of the threshold statistic
+    ignore_right: float = 0.05  # study: right 5 % left out
+    fix_polarity: bool = True
+    fix_laterality: bool = True
+    align: bool = True
+    model_width: int = 128
+    model_height: int = 160
+    model_margin: float = 0.04  # fraction of the hand box added on each side of the model crop
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "PipelineParams":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in known})
+
+
+@dataclass
+class PipelineResult:
+    """Every intermediate image (by stage name, in order) plus what the stages measured."""
+
+    stages: dict[str, np.ndarray]
+    params: PipelineParams
+    rotation_deg: float = 0.0
+    laterality: str = "left"  # as acquired: left | right | unknown
+    mirrored: bool = False
+    inverted: bool = False
+    squashed_thumbnail: bool = False
+    hand_found: bool = False
+    hand_area_fraction: float = 0.0
+    fingertip_xy: tuple[float, float] | None = None
+    centroid_xy: tuple[float, float] | None = None
+    rois: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    failed_stages: dict[str, str] = field(default_factory=dict)  # stage -> why
+
+    @property
+    def model_input(self) -> np.ndarray:
+        """float32 (model_height, model_width) in [0, 1]: what the network sees."""
+        return self.stages["model_input"].astype(np.float32) / 255.0
+
+    @property
+    def aligned(self) -> np.ndarray:
+        return self.stages["canonical"]
+
+    def roi_crops(self) -> dict[str, np.ndarray]:
+        img = self.stages["canonical"]
+        return {k: img[y : y + h, x : x + w] for k, (x, y, w, h) in self.rois.items()}
+
+    def summary(self) -> dict:
+        """JSON-friendly measurements (the CLI's stages.json)."""
+        return {
+            "rotation_deg": round(self.rotation_deg, 2),
+            "laterality": self.laterality,
+            "mirrored": self.mirrored,
+            "inverted": self.inverted,
+            "squashed_thumbnail": self.squashed_thumbnail,
+            "hand_found": self.hand_found,
+            "hand_area_fraction": round(self.hand_area_fraction, 4),
+            "fingertip_xy": _round_pair(self.fingertip_xy),
+            "centroid_xy": _round_pair(self.centroid_xy),
+            "rois": {k: [int(v) for v in b] for k, b in self.rois.items()},
+            "warnings": list(self.warnings),
+            "failed_stages": dict(self.failed_stages),
+            "stages": list(self.stages),
+            "params": self.params.to_dict(),
+        }
+
+
+def _round_pair(p):
+    return None if p is None else [round(float(p[0]), 1), round(float(p[1]), 1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Stages: small pure functions
+# --------------------------------------------------------------------------------------------
+
+
+def to_float01(image: np.ndarray) -> np.ndarray:
+    """Any numeric gray image → float32 in [0, 1] (no precision loss for 16-bit)."""
+    img = np.asarray(image)
+    if img.ndim == 3:
+        img = img[..., :3].mean(axis=2) if img.shape[2] >= 3 else img[..., 0]
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    img = img.astype(np.float32)
+    lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
+    if lo >= 0.0 and hi <= 1.0:
+        return np.nan_to_num(img)
+    return minmax_normalise(img)
+
+
+def is_squashed_thumbnail(image: np.ndarray, params: PipelineParams) -> bool:
+    """RSNA thumbnails were squashed to squares; stretching them back restores the hand's aspect."""
+    h, w = image.shape[:2]
+    return h == w and h <= params.thumbnail_max_side
+
+
+def resize_to_frame(image: np.ndarray, width: int, height: int, *, stretch: bool = False) -> np.ndarray:
+    """Fit into the study frame keeping the aspect ratio (letterboxed on black).
+
+    ``stretch`` fills the frame instead; used for squashed thumbnails, whose true aspect is the
+    frame's (≈1.27), so both kinds of input end up with the same geometry.
+    """
+    h, w = image.shape[:2]
+    if stretch:
+        interp = cv2.INTER_AREA if w * h > width * height else cv2.INTER_CUBIC
+        return np.clip(cv2.resize(image, (width, height), interpolation=interp), 0, 1)
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    small = np.clip(cv2.resize(image, (nw, nh), interpolation=interp), 0, 1)
+    out = np.zeros((height, width), dtype=np.float32)
+    y0, x0 = (height - nh) // 2, (width - nw) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = small
+    return out
+
+
+def minmax_normalise(image: np.ndarray) -> np.ndarray:
+    """Stretch to the full [0, 1] range, so exposure differences do not reach the model."""
+    img = image.astype(np.float32)
+    lo, hi = float(img.min()), float(img.max())
+    if hi - lo < 1e-8:
+        return np.zeros_like(img)
+    return (img - lo) / (hi - lo)
+
+
+def looks_inverted(image: np.ndarray) -> bool:
+    """Inverted polarity (bone dark, background bright, e.g. MONOCHROME1 read raw).
+
+    In a normal radiograph the border ring is background and darker than the centre, where the
+    hand is. Medians ignore a bright marker or a collimator band along one side.
+    """
+    h, w = image.shape
+    b = max(2, int(0.06 * min(h, w)))
+    ring = np.concatenate([image[:b].ravel(), image[-b:].ravel(), image[:, :b].ravel(), image[:, -b:].ravel()])
+    centre = image[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
+    return float(np.median(ring)) > float(np.median(centre)) + 0.05
+
+
+def denoise(image_u8: np.ndarray, method: str = "median", ksize: int = 5) -> np.ndarray:
+    """Suppress quantum noise and film grain before CLAHE amplifies it."""
+    k = max(1, int(ksize) | 1)
+    if method == "none" or k == 1:
+        return image_u8.copy()
+    if method == "gaussian":
+        return cv2.GaussianBlur(image_u8, (k, k), 0)
+    if method == "median":
+        return cv2.medianBlur(image_u8, k)
+    raise ValueError(f"unknown denoise method {method!r} (median, gaussian, none)")
+
+
+def clahe(image_u8: np.ndarray, clip: float = 1.0, tiles: int = 3) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (study: clipLimit 1, 3×3 tiles)."""
+    op = cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles)))
+    return op.apply(image_u8)
+
+
+def threshold_mean(
+    image_u8: np.ndarray, *, method: str = "mean", ignore_bottom: float = 0.10, ignore_right: float = 0.05
+) -> np.ndarray:
+    """Binary foreground. The study thresholds at the mean intensity, leaving the bottom 10 % and
+    the right 5 % out of the statistic (where labels and markers sit)."""
+    h, w = image_u8.shape
+    region = image_u8[: max(1, int(h * (1 - ignore_bottom))), : max(1, int(w * (1 - ignore_right)))]
+    if method == "otsu":
+        t, _ = cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    elif method == "mean":
+        t = float(region.mean())
+    else:
+        raise ValueError(f"unknown threshold method {method!r} (mean, otsu)")
+    return ((image_u8 > t) * 255).astype(np.uint8)
+
+
+def largest_contour_mask(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keep the largest external contour, filled: the hand. Markers and text are separate blobs."""
+    h, w = binary.shape
+    k = max(3, int(round(min(h, w) / 200)) | 1)
+    opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    contours, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    mask = np.zeros_like(binary)
+    if not contours:
+        return mask, None
+    c = max(contours, key=cv2.contourArea)
+    cv2.drawContours(mask, [c], -1, 255, thickness=cv2.FILLED)
+    return mask, c
+
+
+def hand_plausibility(mask: np.ndarray, contour: np.ndarray | None) -> str | None:
+    """Why the mask is not a plausible hand, or None when it is."""
+    if contour is None:
+        return "no foreground found"
+    h, w = mask.shape
+    frac = float(np.count_nonzero(mask)) / (h * w)
+    if frac < 0.05:
+        return f"largest region covers only {frac:.0%} of the image"
+    if frac > 0.85:
+        return f"foreground covers {frac:.0%} of the image (background not separated)"
+    x, y, bw, bh = cv2.boundingRect(contour)
+    if max(bw, bh) < 0.35 * max(h, w):
+        return "largest region is too small to be a hand"
+    return None
+
+
+def centroid(mask: np.ndarray) -> tuple[float, float]:
+    m = cv2.moments(mask, binaryImage=True)
+    if m["m00"] == 0:
+        h, w = mask.shape
+        return (w / 2.0, h / 2.0)
+    return (m["m10"] / m["m00"], m["m01"] / m["m00"])
+
+
+def fingertip(mask: np.ndarray) -> tuple[float, float]:
+    """Middle-finger tip as in the study: the median x of the first (top-most) mask row."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        h, w = mask.shape
+        return (w / 2.0, 0.0)
+    y = int(rows[0])
+    # A few rows down, so a one-pixel nib does not decide the tip on its own.
+    band = mask[y : y + max(1, mask.shape[0] // 200)]
+    xs = np.flatnonzero(band.any(axis=0))
+    return (float(np.median(xs)), float(y))
+
+
+def tilt_deg(tip: tuple[float, float], c: tuple[float, float]) -> float:
+    """Angle (CCW positive) to rotate by so the tip stands straight above the centroid."""
+    dx, dy = tip[0] - c[0], c[1] - tip[1]  # dy > 0 when the tip is above
+    return -math.degrees(math.atan2(dx, dy))
+
+
+def _solidity(mask: np.ndarray) -> float:
+    cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not cs:
+        return 1.0
+    pts = np.vstack(cs)
+    hull = cv2.convexHull(pts)
+    ha = cv2.contourArea(hull)
+    return float(np.count_nonzero(mask)) / ha if ha > 0 else 1.0
+
+
+def principal_axis_deg(mask: np.ndarray) -> float:
+    """Coarse turn (CCW) that stands the hand's long axis upright with the fingers at the top.
+
+    The long axis comes from the mask's second moments and rotates with the hand, so it is
+    consistent for any input rotation (the study's top-row rule alone is not: at 90° the top row
+    is the side of a finger). Of the two ends, the fingers' end is the less solid one (gaps
+    between the digits).
+    """
+    m = cv2.moments(mask, binaryImage=True)
+    if m["m00"] == 0:
+        return 0.0
+    mu20, mu02, mu11 = m["mu20"] / m["m00"], m["mu02"] / m["m00"], m["mu11"] / m["m00"]
+    theta = 0.5 * math.atan2(2 * mu11, mu20 - mu02)  # long axis angle from +x, image coords (y down)
+    # Angle that maps the long axis onto the vertical.
+    turn = math.degrees(theta) + 90.0
+    turn = _wrap180(turn)
+    if turn > 90:
+        turn -= 180
+    elif turn < -90:
+        turn += 180
+    c = centroid(mask)
+    r = rotate(mask, turn, c, nearest=True)
+    rows = np.flatnonzero(r.any(axis=1))
+    if rows.size < 8:
+        return turn
+    top, bottom = rows[0], rows[-1]
+    q = max(2, (bottom - top) // 4)
+    top_sol = _solidity(r[top : top + q].copy())
+    bot_sol = _solidity(r[bottom - q : bottom + 1].copy())
+    if top_sol > bot_sol:  # fingers are at the bottom
+        turn = _wrap180(turn + 180.0)
+    return turn
+
+
+def rotate(image: np.ndarray, angle_deg: float, center: tuple[float, float], *, nearest: bool = False) -> np.ndarray:
+    """Rotate CCW by angle about ``center`` on an expanded canvas, so nothing is cut off."""
+    h, w = image.shape[:2]
+    M = cv2.getRotationMatrix2D(center, angle_deg, 1.0)
+    cos, sin = abs(M[0, 0]), abs(M[0, 1])
+    nw, nh = int(math.ceil(h * sin + w * cos)), int(math.ceil(h * cos + w * sin))
+    M[0, 2] += nw / 2.0 - center[0]
+    M[1, 2] += nh / 2.0 - center[1]
+    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, M, (nw, nh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def align_angle(mask: np.ndarray, *, max_step: float = 30.0) -> tuple[float, tuple[float, float], tuple[float, float]]:
+    """Total CCW rotation that puts the middle finger straight up.
+
+    A coarse turn from the long axis, then the study's rule once: the tip (first mask row's
+    median x) straight above the centroid (image moments), the angle from ``atan2``.
+    """
+    c0 = centroid(mask)
+    coarse = principal_axis_deg(mask)
+    m = rotate(mask, coarse, c0, nearest=True) if coarse else mask
+    tip, c = fingertip(m), centroid(m)
+    step = tilt_deg(tip, c)
+    if abs(step) > max_step:  # the top row is not the middle finger; keep the coarse turn
+        step = 0.0
+    return _wrap180(coarse + step), tip, c
+
+
+def _wrap180(a: float) -> float:
+    return (a + 180.0) % 360.0 - 180.0
+
+
+Valley = tuple  # (far_x, far_y, depth, (start_x, start_y), (end_x, end_y))
+
+
+def finger_valleys(mask: np.ndarray, min_depth: float = 0.06, max_rel_y: float = 0.8) -> list[Valley]:
+    """Convexity defects deeper than ``min_depth`` × hand height: the valleys between digits.
+
+    Each is ``(x, y, depth, start, end)``: the valley's deepest point and the two hull points
+    (digit tips) either side of it.
+    """
+    cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not cs:
+        return []
+    c = max(cs, key=cv2.contourArea)
+    if len(c) < 5:
+        return []
+    _, y0, _, bh = cv2.boundingRect(c)
+    try:
+        hull = cv2.convexHull(c, returnPoints=False)
+        hull = np.sort(hull.ravel())[:, None]
+        defects = cv2.convexityDefects(c, hull)
+    except cv2.error:
+        return []
+    out: list[Valley] = []
+    if defects is None:
+        return out
+    for s, e, f, depth in defects.reshape(-1, 4):
+        px, py = c[f][0]
+        d = depth / 256.0
+        if d > min_depth * bh and py < y0 + max_rel_y * bh:
+            out.append((int(px), int(py), float(d), tuple(int(v) for v in c[s][0]), tuple(int(v) for v in c[e][0])))
+    return out
+
+
+def detect_laterality(mask_aligned: np.ndarray, margin: float = 0.02) -> str:
+    """'left' or 'right' for a fingers-up PA view (canonical: left hand, thumb on the image's right).
+
+    The abducted thumb reaches further sideways than the little-finger edge: between 40 % and 75 %
+    of the hand's height, compare how far the mask extends to each side of the forearm axis and of
+    the middle finger. Measured on the 40 full-size RSNA radiographs (all left hands): 38 right.
+    """
+    ys, xs = np.nonzero(mask_aligned)
+    if xs.size == 0:
+        return "unknown"
+    top, bottom = ys.min(), ys.max()
+    hh = max(1, bottom - top)
+    axis_x = float(np.median(xs[ys > bottom - 0.15 * hh]))
+    tip_x, _ = fingertip(mask_aligned)
+    band = (ys > top + 0.40 * hh) & (ys < top + 0.75 * hh)
+    if not band.any():
+        return "unknown"
+    right = (xs[band].max() - axis_x) + (xs[band].max() - tip_x)
+    left = (axis_x - xs[band].min()) + (tip_x - xs[band].min())
+    d = (right - left) / hh
+    if abs(d) < margin:
+        return "unknown"
+    return "left" if d > 0 else "right"
+
+
+def extract_rois(mask: np.ndarray, contour: np.ndarray | None = None) -> tuple[dict[str, tuple[int, int, int, int]], list[str]]:
+    """ROI boxes from the convex hull and its convexity defects (aligned, canonical left hand).
+
+    The defects are the valleys between digits; the deepest one low on the thumb side is the
+    thumb–index web. The wrist is the narrowest row below the palm; the carpal bones sit just
+    above it and the distal radius/ulna just below.
+    """
+    notes: list[str] = []
+    h, w = mask.shape
+    if contour is None:
+        cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        contour = max(cs, key=cv2.contourArea) if cs else None
+    if contour is None or len(contour) < 5:
+        return {}, ["no hand contour for ROI extraction"]
+    x0, y0, bw, bh = cv2.boundingRect(contour)
+    rows = mask[y0 : y0 + bh] > 0
+    widths = rows.sum(axis=1)
+    lefts = np.where(rows.any(axis=1), rows.argmax(axis=1), 0)
+
+    # Convexity defects: finger valleys.
+    valleys = [v[:3] for v in finger_valleys(mask, min_depth=0.04, max_rel_y=0.75)]
+    valleys.sort(key=lambda v: -v[2])
+    valleys = valleys[:5]
+
+    # Wrist: the narrowest row in the lower part of the hand (below the thumb web).
+    lo_start, lo_end = int(0.62 * bh), int(0.95 * bh)
+    if lo_end - lo_start > 3:
+        seg = widths[lo_start:lo_end].astype(float)
+        k = max(1, len(seg) // 15)
+        seg = np.convolve(seg, np.ones(k) / k, mode="same")
+        wrist_rel = lo_start + int(np.argmin(seg[k:-k] if len(seg) > 2 * k + 1 else seg) + (k if len(seg) > 2 * k + 1 else 0))
+    else:
+        wrist_rel = int(0.85 * bh)
+        notes.append("hand too short to locate the wrist; wrist from proportions")
+    wy = y0 + wrist_rel
+    wx0 = x0 + int(lefts[wrist_rel])
+    ww = max(8, int(widths[wrist_rel]))
+
+    rois: dict[str, tuple[int, int, int, int]] = {}
+    # Middle finger: between the valleys either side of the fingertip's column.
+    tip_x, tip_y = fingertip(mask)
+    top_valleys = [v for v in valleys if v[1] < y0 + 0.6 * bh]
+    left_v = [v for v in top_valleys if v[0] < tip_x]
+    right_v = [v for v in top_valleys if v[0] > tip_x]
+    if left_v and right_v:
+        lv = max(left_v, key=lambda v: v[0])
+        rv = min(right_v, key=lambda v: v[0])
+        fx0, fx1 = lv[0], rv[0]
+        fy1 = max(lv[1], rv[1])
+    else:
+        notes.append("finger valleys not found; middle-finger ROI from proportions")
+        fx0, fx1 = int(tip_x - 0.09 * bw), int(tip_x + 0.09 * bw)
+        fy1 = y0 + int(0.4 * bh)
+    rois["middle_finger"] = (fx0, int(tip_y), max(8, fx1 - fx0), max(8, fy1 - int(tip_y)))
+
+    # Thumb: canonical left hand → the thumb is on the image's right, below the thumb–index web.
+    thumb_v = [v for v in valleys if v[0] > tip_x and v[1] > y0 + 0.3 * bh]
+    if thumb_v:
+        tv = max(thumb_v, key=lambda v: v[1])
+        tx0, ty0 = tv[0], int(tv[1] - 0.30 * bh)
+    else:
+        notes.append("thumb web not found; thumb ROI from proportions")
+        tx0, ty0 = int(x0 + 0.62 * bw), y0 + int(0.32 * bh)
+    tx1 = x0 + bw
+    ty1 = min(wy, int(ty0 + 0.38 * bh))
+    rois["thumb"] = (tx0, max(y0, ty0), max(8, tx1 - tx0), max(8, ty1 - max(y0, ty0)))
+
+    # Carpals: the block just above the wrist line; wrist joint (distal radius/ulna) around and below it.
+    ch = int(0.16 * bh)
+    rois["carpals"] = (wx0, max(y0, wy - ch), ww, ch)
+    rh = int(0.12 * bh)
+    rois["wrist"] = (wx0, wy - rh // 4, ww, rh)
+
+    clipped = {k: _clip_box(b, w, h) for k, b in rois.items()}
+    return clipped, notes
+
+
+def _clip_box(b: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
+    x, y, bw, bh = (int(v) for v in b)
+    x, y = min(max(0, x), w - 1), min(max(0, y), h - 1)
+    return (x, y, max(1, min(bw, w - x)), max(1, min(bh, h - y)))
+
+
+def draw_rois(image_u8: np.ndarray, rois: dict[str, tuple[int, int, int, int]]) -> np.ndarray:
+    """The aligned image with the ROI boxes drawn, for people to check."""
+    colours = {"middle_finger": (255, 180, 0), "thumb": (0, 200, 255), "carpals": (0, 255, 0), "wrist": (255, 0, 255)}
+    rgb = cv2.cvtColor(image_u8, cv2.COLOR_GRAY2RGB)
+    t = max(1, min(image_u8.shape) // 250)
+    for name, (x, y, w, h) in rois.items():
+        cv2.rectangle(rgb, (x, y), (x + w, y + h), colours.get(name, (255, 255, 255)), t)
+        cv2.putText(rgb, name, (x + 3, y + 14 * t), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * t, colours.get(name, (255, 255, 255)), t)
+    return rgb
+
+
+def model_crop(image_u8: np.ndarray, mask: np.ndarray | None, params: PipelineParams) -> np.ndarray:
+    """What the network sees: the hand on black, cropped to its box, padded to the model aspect.
+
+    Masking makes raw thumbnails (markers, text, collimator edges) look like the segmented
+    full-size radiographs, and the fixed aspect keeps geometry the same for every input size.
+    """
+    img = image_u8
+    if mask is not None and mask.any():
+        k = max(3, int(round(min(mask.shape) / 100)) | 1)
+        m = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        inside = img[m > 0]
+        lo, hi = np.percentile(inside, (1, 99)) if inside.size else (0, 255)
+        # Re-stretch inside the hand: under-exposed films reach the model as bright as the rest.
+        stretched = np.clip((img.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255)
+        img = np.where(m > 0, stretched, 0).astype(np.uint8)
+        x, y, w, h = cv2.boundingRect(m)
+    else:
+        h, w = img.shape
+        x = y = 0
+    mx, my = int(params.model_margin * w), int(params.model_margin * h)
+    x0, y0 = max(0, x - mx), max(0, y - my)
+    x1, y1 = min(img.shape[1], x + w + mx), min(img.shape[0], y + h + my)
+    crop = img[y0:y1, x0:x1]
+    ch, cw = crop.shape
+    target = params.model_height / params.model_width
+    if ch / max(cw, 1) > target:  # too tall → pad width
+        nw = int(round(ch / target))
+        pad = nw - cw
+        crop = cv2.copyMakeBorder(crop, 0, 0, pad // 2, pad - pad // 2, cv2.BORDER_CONSTANT, value=0)
+    else:
+        nh = int(round(cw * target))
+        pad = nh - ch
+        crop = cv2.copyMakeBorder(crop, pad // 2, pad - pad // 2, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    interp = cv2.INTER_AREA if crop.shape[1] > params.model_width else cv2.INTER_CUBIC
+    return cv2.resize(crop, (params.model_width, params.model_height), interpolation=interp)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole pipeline
+# --------------------------------------------------------------------------------------------
+
+
+def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> PipelineResult:
+    """Run every stage, keeping each image; never raises on an odd image — it warns and falls back."""
+    p = params or PipelineParams()
+    img = to_float01(image)
+    stages: dict[str, np.ndarray] = {"input": img}
+    res = PipelineResult(stages=stages, params=p)
+
+    res.squashed_thumbnail = is_squashed_thumbnail(img, p)
+    framed = resize_to_frame(img, p.frame_width, p.frame_height, stretch=res.squashed_thumbnail)
+    stages["resized"] = framed
+    norm = minmax_normalise(framed)
+    stages["normalised"] = norm
+    if p.fix_polarity and looks_inverted(norm):
+        norm = 1.0 - norm
+        res.inverted = True
+        res.warnings.append("image looked inverted (bone dark on a bright background); polarity was flipped")
+    stages["polarity"] = norm
+
+    # From here the pipeline works in 8 bits: the range has been stretched to the full scale.
+    u8 = np.round(norm * 255).astype(np.uint8)
+    den = denoise(u8, p.denoise, p.denoise_ksize)
+    stages["denoised"] = den
+    enh = clahe(den, p.clahe_clip, p.clahe_tiles)
+    stages["clahe"] = enh
+    binary = threshold_mean(enh, method=p.threshold, ignore_bottom=p.ignore_bottom, ignore_right=p.ignore_right)
+    stages["threshold"] = binary
+    mask, contour = largest_contour_mask(binary)
+    why = hand_plausibility(mask, contour)
+    if why:
+        res.failed_stages["mask"] = why
+        res.warnings.append(f"hand not found ({why}); using the whole image")
+        mask = np.full_like(binary, 255)
+        contour = None
+    res.hand_found = why is None
+    res.hand_area_fraction = float(np.count_nonzero(mask)) / mask.size
+    stages["mask"] = mask
+
+    # Alignment: rotate so the middle finger points straight up.
+    c0 = centroid(mask)
+    angle = 0.0
+    if p.align and res.hand_found:
+        angle, tip, c = align_angle(mask)
+        res.fingertip_xy, res.centroid_xy = tip, c
+        aligned = rotate(enh, angle, c0)
+        amask = rotate(mask, angle, c0, nearest=True)
+    else:
+        if p.align:
+            res.failed_stages["aligned"] = "no hand mask to align"
+            res.warnings.append("rotation not corrected (no hand found)")
+        aligned, amask = enh, mask
+    res.rotation_deg = float(angle)
+    stages["aligned"] = aligned
+    stages["aligned_mask"] = amask
+
+    # Laterality: canonical is the left hand (thumb on the image's right).
+    if res.hand_found:
+        res.laterality = detect_laterality(amask)
+        if res.laterality == "unknown":
+            res.warnings.append("could not tell left from right hand; assumed left")
+    else:
+        res.laterality = "unknown"
+    canonical, cmask = aligned, amask
+    if p.fix_laterality and res.laterality == "right":
+        canonical, cmask = np.ascontiguousarray(aligned[:, ::-1]), np.ascontiguousarray(amask[:, ::-1])
+        res.mirrored = True
+        res.warnings.append("right hand detected; mirrored to the standard left-hand view")
+    stages["canonical"] = canonical
+
+    if res.hand_found:
+        rois, notes = extract_rois(cmask)
+        if not rois:
+            res.failed_stages["rois"] = "; ".join(notes) or "no ROIs"
+        res.rois = rois
+        res.warnings.extend(f"ROI: {n}" for n in notes)
+    else:
+        h, w = canonical.shape
+        res.rois = {}
+        res.failed_stages["rois"] = "no hand mask"
+    stages["rois"] = draw_rois(canonical, res.rois)
+    stages["aligned_mask"] = cmask
+    stages["model_input"] = model_crop(canonical, cmask if res.hand_found else None, p)
+    return res
+
+
+def prepare(image: np.ndarray, params: PipelineParams | None = None) -> np.ndarray:
+    """Model input only: the one function training, evaluation and prediction call."""
+    return run_pipeline(image, params).model_input
