@@ -26,6 +26,7 @@ import datetime as _dt
 import io
 import os
 import re
+import struct
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO
 
@@ -35,7 +36,6 @@ MIN_SIDE = 64
 MAX_PIXELS = 60_000_000
 MAX_BYTES = 100 * 1024 * 1024
 
-_PIL_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF")
 _SUPPORTED = "PNG, JPEG, BMP, TIFF or DICOM"
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, same weights as PIL's convert("L")
 
@@ -249,11 +249,13 @@ def _load_raster(data: bytes, label: str, kind: str) -> LoadedImage:
     from PIL import Image
 
     try:
-        im = Image.open(io.BytesIO(data), formats=list(_PIL_FORMATS))  # lazy: header only
-    except Image.DecompressionBombError:
-        raise ImageError(f"{label}: image dimensions are too large (over {MAX_PIXELS / 1e6:.0f} megapixels)") from None
-    except Exception as exc:
-        raise ImageError(f"{label}: not a readable {kind} file (damaged or truncated: {_exc_text(exc)})") from None
+        im = Image.open(io.BytesIO(data), formats=[kind])  # lazy: header only
+    except Image.DecompressionBombError as exc:  # PIL's own limit (~179 MP) fired first
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(m.group(1)) / 1e6:.0f} megapixels" if m else "too many pixels"
+        raise ImageError(f"{label}: image is {size}; the limit is {MAX_PIXELS / 1e6:.0f} megapixels") from None
+    except Exception:
+        raise ImageError(f"{label}: {kind} file is damaged or truncated (its header cannot be read)") from None
     with im:
         width, height = im.size
         _check_dims(width, height, label)
@@ -264,11 +266,16 @@ def _load_raster(data: bytes, label: str, kind: str) -> LoadedImage:
         bit_depth = _raster_bit_depth(im, data, kind)
         mode = im.mode
         orientation = _exif_orientation(im)
-        if bit_depth > 8 and mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            # PIL reduces 16-bit colour PNG/TIFF to 8-bit RGB; OpenCV keeps the full depth.
-            gray = _decode_cv2(data, label, warnings)
-        else:
-            gray = _pil_to_gray(im, label, warnings)
+        try:
+            if bit_depth > 8 and mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+                # PIL reduces 16-bit colour PNG/TIFF to 8-bit RGB; OpenCV keeps the full depth.
+                gray = _decode_cv2(data, label, kind, warnings)
+            else:
+                gray = _pil_to_gray(im, warnings)
+        except (OSError, SyntaxError, EOFError, ValueError, IndexError, struct.error) as exc:
+            if isinstance(exc, ImageError):
+                raise
+            raise ImageError(f"{label}: {kind} file is damaged or truncated ({_exc_text(exc, 100)})") from None
     if orientation not in (None, 1):
         gray = _apply_orientation(gray, orientation)
         warnings.append(f"EXIF orientation {orientation} applied")
@@ -333,7 +340,7 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a))
 
 
-def _pil_to_gray(im, label: str, warnings: list[str]) -> np.ndarray:
+def _pil_to_gray(im, warnings: list[str]) -> np.ndarray:
     """PIL image -> 2-D float64 gray at the source precision (forces the full decode)."""
     im.seek(0)
     im.load()  # raises OSError on truncated data (LOAD_TRUNCATED_IMAGES stays False)
@@ -355,12 +362,12 @@ def _pil_to_gray(im, label: str, warnings: list[str]) -> np.ndarray:
     return _channels_to_gray(a, 255.0, rgb_order=True, warnings=warnings)
 
 
-def _decode_cv2(data: bytes, label: str, warnings: list[str]) -> np.ndarray:
+def _decode_cv2(data: bytes, label: str, kind: str, warnings: list[str]) -> np.ndarray:
     import cv2
 
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise ImageError(f"{label}: image data is damaged or truncated")
+        raise ImageError(f"{label}: {kind} file is damaged or truncated (image data cannot be decoded)")
     a = arr.astype(np.float64)
     if a.ndim == 2:
         return a
@@ -455,7 +462,7 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
     except (MemoryError, ImageError):
         raise
     except Exception as exc:
-        raise ImageError(f"{label}: cannot decode DICOM pixel data (damaged or truncated: {_exc_text(exc)})") from None
+        raise ImageError(f"{label}: DICOM pixel data is damaged or truncated ({_exc_text(exc, 100)})") from None
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise ImageError(f"{label}: DICOM pixel data has unexpected shape {raw.shape}")
@@ -589,9 +596,9 @@ def _normalise(a: np.ndarray, label: str) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _exc_text(exc: BaseException) -> str:
+def _exc_text(exc: BaseException, limit: int = 160) -> str:
     msg = str(exc).strip() or type(exc).__name__
-    return _one_line(msg, 160)
+    return _one_line(msg, limit)
 
 
 def _one_line(s: str, limit: int = 400) -> str:
