@@ -453,6 +453,8 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
     if n_frames > 1:
         warnings.append(f"DICOM has {n_frames} frames; using the first")
     tsuid = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    if not tsuid:  # bare dataset (no file meta): pixels are in the encoding pydicom read it with
+        tsuid = _infer_transfer_syntax(ds)
     _check_decoder(tsuid, label)
     if tsuid in _LOSSY_SYNTAXES or str(ds.get("LossyImageCompression", "")) == "01":
         warnings.append("DICOM pixel data was lossy compressed")
@@ -498,6 +500,18 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
         warnings=warnings,
     )
     return LoadedImage(pixels, meta)
+
+
+def _infer_transfer_syntax(ds) -> str:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    implicit, little = ds.original_encoding
+    uid = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid
+    return str(uid)
 
 
 def _check_decoder(tsuid: str, label: str) -> None:
