@@ -155,7 +155,9 @@ def _read_bytes(source: object, label: str) -> bytes:
             raise ImageError(f"{label}: cannot read file ({_exc_text(exc)})") from None
     elif hasattr(source, "read"):
         size = getattr(source, "size", None)  # e.g. Streamlit UploadedFile
-        if isinstance(size, int):
+        if not isinstance(size, int):
+            size = _remaining_size(source)
+        if isinstance(size, int) and size > MAX_BYTES:
             _check_size(size, label)
         data = source.read(MAX_BYTES + 1)  # type: ignore[union-attr]
         if isinstance(data, str):
@@ -165,6 +167,19 @@ def _read_bytes(source: object, label: str) -> bytes:
         raise ImageError(f"{label}: expected a file path, bytes or a binary file, got {type(source).__name__}")
     _check_size(len(data), label)
     return data
+
+
+def _remaining_size(f) -> int | None:
+    """Bytes left in a seekable file-like (so a huge upload is refused before it is read)."""
+    try:
+        if not f.seekable():
+            return None
+        pos = f.tell()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(pos)
+        return int(end - pos)
+    except Exception:
+        return None
 
 
 def _check_size(n: int, label: str) -> None:

@@ -358,6 +358,27 @@ def test_upload_over_100mb_refused_by_size_attribute():
     expect_error(_Upload(b"\x89PNG"), "big.png", "150 MB", name="big.png")
 
 
+def test_open_file_over_100mb_refused_before_reading(tmp_path: Path):
+    p = tmp_path / "huge.dcm"
+    with open(p, "wb") as f:
+        f.truncate(120 * 2**20)
+    with open(p, "rb") as f:
+        t = time.perf_counter()
+        expect_error(f, "huge.dcm", "120 MB")
+        assert time.perf_counter() - t < 0.5
+        assert f.tell() == 0  # nothing was read
+
+
+def test_open_binary_file_object(tmp_path: Path):
+    p = tmp_path / "hand.png"
+    p.write_bytes(png_bytes(ramp()))
+    with open(p, "rb") as f:
+        img = load_image(f)
+    assert img.meta.source == str(p)
+    with open(p, "r", encoding="latin-1") as f:
+        expect_error(f, "binary mode")
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
