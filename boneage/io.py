@@ -484,14 +484,17 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
     if raw.ndim != 2:
         raise ImageError(f"{label}: DICOM pixel data has unexpected shape {raw.shape}")
 
+    valid = _dicom_non_padding(raw, ds, warnings)
     values = apply_modality_lut(raw, ds).astype(np.float64)
     windowed = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
-        if not np.isfinite(windowed).all() or float(windowed.max()) == float(windowed.min()):
-            if float(values.max()) != float(values.min()):
+        w = windowed if valid is None else windowed[valid]
+        v = values if valid is None else values[valid]
+        if w.size and (not np.isfinite(w).all() or float(w.max()) == float(w.min())):
+            if v.size and float(v.max()) != float(v.min()):
                 warnings.append("DICOM window leaves a blank image; ignored it (min-max used)")
                 windowed = values
-    pixels = _normalise(windowed, label)
+    pixels = _normalise(windowed, label, valid)
 
     inverted = photometric == "MONOCHROME1"
     if str(ds.get("PresentationLUTShape", "")).strip().upper() == "INVERSE":
@@ -499,6 +502,8 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
         warnings.append("Presentation LUT Shape INVERSE applied")
     if inverted:
         pixels = 1.0 - pixels  # == min-max of (2**BitsStored - 1) - x, done after the window
+    if valid is not None:
+        pixels[~valid] = 0.0  # padding (outside the exposed field) shown as black background
 
     bits = _int_or(ds.get("BitsStored", ds.get("BitsAllocated", 16)), 16)
     meta = ImageMeta(
@@ -527,6 +532,24 @@ def _infer_transfer_syntax(ds) -> str:
         ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = uid
     return str(uid)
+
+
+def _dicom_non_padding(raw: np.ndarray, ds, warnings: list[str]) -> np.ndarray | None:
+    """Mask of real pixels, or None when there is no Pixel Padding Value.
+
+    Padding (e.g. around collimator shutters) is not image data: it must not set the min-max
+    range, and it is shown as black background, like the transparent areas of PNGs.
+    """
+    pad = ds.get("PixelPaddingValue")
+    if pad is None or isinstance(pad, (bytes, list, tuple)):
+        return None
+    limit = ds.get("PixelPaddingRangeLimit")
+    lo, hi = (pad, pad) if limit is None or isinstance(limit, (bytes, list, tuple)) else sorted((pad, limit))
+    padded = (raw >= lo) & (raw <= hi)
+    if not padded.any():
+        return None
+    warnings.append(f"{100 * padded.mean():.0f}% of pixels are DICOM padding; shown as black")
+    return ~padded
 
 
 def _check_decoder(tsuid: str, label: str) -> None:
@@ -613,15 +636,21 @@ def _dicom_spacing(ds, warnings: list[str]) -> tuple[float, float] | None:
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _normalise(a: np.ndarray, label: str) -> np.ndarray:
-    """Min-max to float32 [0, 1] over the image's own range; blank or non-finite -> ImageError."""
+def _normalise(a: np.ndarray, label: str, valid: np.ndarray | None = None) -> np.ndarray:
+    """Min-max to float32 [0, 1] over the image's own range (only `valid` pixels, if given).
+
+    Blank or non-finite images raise ImageError.
+    """
     a = np.asarray(a, dtype=np.float64)
-    if not np.isfinite(a).all():
+    v = a if valid is None else a[valid]
+    if not np.isfinite(v).all():
         raise ImageError(f"{label}: image contains NaN or infinite values")
-    lo, hi = float(a.min()), float(a.max())
+    if v.size == 0:
+        raise ImageError(f"{label}: image is blank (only padding pixels)")
+    lo, hi = float(v.min()), float(v.max())
     if hi <= lo:
         raise ImageError(f"{label}: image is blank (one uniform value)")
-    out = ((a - lo) / (hi - lo)).astype(np.float32)
+    out = np.nan_to_num((a - lo) / (hi - lo), nan=0.0).astype(np.float32)
     return np.clip(out, 0.0, 1.0, out=out)
 
 

@@ -631,6 +631,19 @@ def test_dicom_blank():
     expect_error(dicom_bytes(make_dicom(np.full((80, 80), 100, np.uint16))), "blank")
 
 
+def test_dicom_padding_excluded_from_range_and_black():
+    raw = dicom_ramp(hi=1000) + 1000
+    raw[:, :10] = 4095  # shutter padding, far brighter than the anatomy
+    ds = make_dicom(raw, photometric="MONOCHROME1", PixelPaddingValue=4095)
+    img = load_image(dicom_bytes(ds))
+    body = raw[:, 10:]
+    np.testing.assert_allclose(img.pixels[:, 10:], 1.0 - minmax(body), atol=1e-6)
+    assert np.all(img.pixels[:, :10] == 0)
+    assert any("padding" in w for w in img.meta.warnings)
+    ds.PixelPaddingValue, ds.PixelPaddingRangeLimit = 4095, 1000  # range pads everything
+    expect_error(dicom_bytes(ds), "blank", "padding")
+
+
 def test_dicom_window_that_blanks_everything_falls_back_to_minmax():
     raw = dicom_ramp(hi=1000)
     img = load_image(dicom_bytes(make_dicom(raw, WindowCenter="30000", WindowWidth="10")))
