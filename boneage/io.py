@@ -136,6 +136,7 @@ def _default_label(source: object) -> str:
 def _read_bytes(source: object, label: str) -> bytes:
     """All bytes of the input, refusing empty and > MAX_BYTES inputs before reading them."""
     if isinstance(source, (bytes, bytearray, memoryview)):
+        _check_size(memoryview(source).nbytes, label)
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -198,8 +199,8 @@ def _sniff(data: bytes) -> str | None:
         return "PNG"
     if data.startswith(b"\xff\xd8\xff"):
         return "JPEG"
-    if data.startswith(b"BM") and len(data) >= 26:
-        return "BMP"
+    if data.startswith(b"BM") and int.from_bytes(data[14:18], "little") in (12, 16, 40, 52, 56, 64, 108, 124):
+        return "BMP"  # 'BM' plus a known DIB header size, so text starting with "BM" is not a BMP
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "TIFF"
     return None

@@ -292,6 +292,7 @@ def test_text_file_is_not_an_image(tmp_path: Path):
     p = tmp_path / "notes.png"
     p.write_text("patient notes\nnot an image\n")
     expect_error(p, "notes.png", "text file", "not an image")
+    expect_error(b"BMI chart for the clinic, see attached\n" * 3, "text file")
 
 
 def test_random_binary_is_unrecognised():
