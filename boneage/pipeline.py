@@ -38,6 +38,8 @@ STAGES = (
     "model_input",
 )
 ROI_NAMES = ("middle_finger", "thumb", "carpals", "wrist")
+# Bump when a change alters the model input: it keys the training caches (boneage.data).
+PIPELINE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,19 @@ class PipelineResult:
     rois: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     failed_stages: dict[str, str] = field(default_factory=dict)  # stage -> why
+    model_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # model crop in the canonical image
+
+    def to_canonical(self, grid: np.ndarray) -> np.ndarray:
+        """Resample a map on the model input's grid (e.g. attention) onto the canonical image."""
+        h, w = self.stages["canonical"].shape[:2]
+        bx, by, bw, bh = self.model_box
+        big = cv2.resize(grid.astype(np.float32), (max(1, bw), max(1, bh)), interpolation=cv2.INTER_CUBIC)
+        out = np.zeros((h, w), np.float32)
+        x0, y0 = max(0, bx), max(0, by)
+        x1, y1 = min(w, bx + bw), min(h, by + bh)
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = big[y0 - by : y1 - by, x0 - bx : x1 - bx]
+        return out
 
     @property
     def model_input(self) -> np.ndarray:
@@ -117,6 +132,7 @@ class PipelineResult:
             "rois": {k: [int(v) for v in b] for k, b in self.rois.items()},
             "warnings": list(self.warnings),
             "failed_stages": dict(self.failed_stages),
+            "model_box": [int(v) for v in self.model_box],
             "stages": list(self.stages),
             "params": self.params.to_dict(),
         }
@@ -445,7 +461,7 @@ def extract_rois(mask: np.ndarray, contour: np.ndarray | None = None) -> tuple[d
     valleys = valleys[:5]
 
     # Wrist: the narrowest row in the lower part of the hand (below the thumb web).
-    lo_start, lo_end = int(0.62 * bh), int(0.95 * bh)
+    lo_start, lo_end = int(0.68 * bh), int(0.88 * bh)
     if lo_end - lo_start > 3:
         seg = widths[lo_start:lo_end].astype(float)
         k = max(1, len(seg) // 15)
@@ -455,7 +471,7 @@ def extract_rois(mask: np.ndarray, contour: np.ndarray | None = None) -> tuple[d
         wrist_rel = int(0.85 * bh)
         notes.append("hand too short to locate the wrist; wrist from proportions")
     wy = y0 + wrist_rel
-    wx0 = x0 + int(lefts[wrist_rel])
+    wx0 = int(lefts[wrist_rel])
     ww = max(8, int(widths[wrist_rel]))
 
     rois: dict[str, tuple[int, int, int, int]] = {}
@@ -488,10 +504,10 @@ def extract_rois(mask: np.ndarray, contour: np.ndarray | None = None) -> tuple[d
     rois["thumb"] = (tx0, max(y0, ty0), max(8, tx1 - tx0), max(8, ty1 - max(y0, ty0)))
 
     # Carpals: the block just above the wrist line; wrist joint (distal radius/ulna) around and below it.
-    ch = int(0.16 * bh)
+    ch = int(0.15 * bh)
     rois["carpals"] = (wx0, max(y0, wy - ch), ww, ch)
-    rh = int(0.12 * bh)
-    rois["wrist"] = (wx0, wy - rh // 4, ww, rh)
+    rh = int(0.11 * bh)
+    rois["wrist"] = (wx0, wy - rh // 5, ww, rh)
 
     clipped = {k: _clip_box(b, w, h) for k, b in rois.items()}
     return clipped, notes
@@ -514,11 +530,13 @@ def draw_rois(image_u8: np.ndarray, rois: dict[str, tuple[int, int, int, int]]) 
     return rgb
 
 
-def model_crop(image_u8: np.ndarray, mask: np.ndarray | None, params: PipelineParams) -> np.ndarray:
+def model_crop(image_u8: np.ndarray, mask: np.ndarray | None, params: PipelineParams) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """What the network sees: the hand on black, cropped to its box, padded to the model aspect.
 
     Masking makes raw thumbnails (markers, text, collimator edges) look like the segmented
     full-size radiographs, and the fixed aspect keeps geometry the same for every input size.
+    Also returns the crop's box ``(x, y, w, h)`` in the canonical image (padding included, so it
+    may reach past the edges): the model's grid maps back onto the image through it.
     """
     img = image_u8
     if mask is not None and mask.any():
@@ -543,12 +561,14 @@ def model_crop(image_u8: np.ndarray, mask: np.ndarray | None, params: PipelinePa
         nw = int(round(ch / target))
         pad = nw - cw
         crop = cv2.copyMakeBorder(crop, 0, 0, pad // 2, pad - pad // 2, cv2.BORDER_CONSTANT, value=0)
+        box = (x0 - pad // 2, y0, crop.shape[1], crop.shape[0])
     else:
         nh = int(round(cw * target))
         pad = nh - ch
         crop = cv2.copyMakeBorder(crop, pad // 2, pad - pad // 2, 0, 0, cv2.BORDER_CONSTANT, value=0)
+        box = (x0, y0 - pad // 2, crop.shape[1], crop.shape[0])
     interp = cv2.INTER_AREA if crop.shape[1] > params.model_width else cv2.INTER_CUBIC
-    return cv2.resize(crop, (params.model_width, params.model_height), interpolation=interp)
+    return cv2.resize(crop, (params.model_width, params.model_height), interpolation=interp), box
 
 
 # --------------------------------------------------------------------------------------------
@@ -636,7 +656,7 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> Pip
         res.failed_stages["rois"] = "no hand mask"
     stages["rois"] = draw_rois(canonical, res.rois)
     stages["aligned_mask"] = cmask
-    stages["model_input"] = model_crop(canonical, cmask if res.hand_found else None, p)
+    stages["model_input"], res.model_box = model_crop(canonical, cmask if res.hand_found else None, p)
     return res
 
 

@@ -1,0 +1,200 @@
+"""Datasets in the RSNA layout: ``labels.csv`` beside (or above) the image files.
+
+Preprocessing is the expensive part, so :func:`build_cache` runs :func:`boneage.pipeline.prepare`
+(the same function prediction uses) once per image and stores the model inputs as uint8 in an
+``.npz`` keyed by the pipeline parameters; epochs then read arrays, not files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from io import StringIO
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import ImageError, load_image
+from .pipeline import PipelineParams, run_pipeline
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", "")
+
+
+class DataError(ValueError):
+    """A dataset folder or labels file that cannot be used (one-line message)."""
+
+
+def read_labels(data_dir: str | Path) -> pd.DataFrame:
+    """``id, boneage_months, male`` from ``labels.csv`` (also Kaggle's ``id,boneage,male``)."""
+    d = Path(data_dir)
+    path = d / "labels.csv" if d.is_dir() else d
+    if not path.exists():
+        cands = sorted(d.glob("*.csv")) if d.is_dir() else []
+        if len(cands) != 1:
+            raise DataError(f"{d}: no labels.csv (expected columns id,boneage_months,male)")
+        path = cands[0]
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # noqa: BLE001 - pandas raises many types
+        raise DataError(f"{path}: cannot read labels ({e.__class__.__name__})") from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    if "boneage_months" not in df.columns and "boneage" in df.columns:
+        df = df.rename(columns={"boneage": "boneage_months"})
+    missing = {"id", "boneage_months", "male"} - set(df.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    df = df[["id", "boneage_months", "male"]].copy()
+    df["id"] = df["id"].astype(str)
+    df["male"] = df["male"].map(_to_bool)
+    df["boneage_months"] = pd.to_numeric(df["boneage_months"], errors="coerce")
+    bad = df["male"].isna() | df["boneage_months"].isna()
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} row(s) with unreadable sex or bone age (first id {df.loc[bad, 'id'].iloc[0]})")
+    df["male"] = df["male"].astype(bool)
+    return df.reset_index(drop=True)
+
+
+def _to_bool(v):
+    s = str(v).strip().lower()
+    if s in {"true", "1", "m", "male", "yes"}:
+        return True
+    if s in {"false", "0", "f", "female", "no"}:
+        return False
+    return None
+
+
+def image_dir(data_dir: str | Path) -> Path:
+    """Images beside labels.csv, or in an ``images/`` sub-folder (Kaggle's layout)."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        d = d.parent
+    for sub in ("images", "boneage-training-dataset"):
+        if (d / sub).is_dir():
+            return d / sub
+    return d
+
+
+def find_image(folder: Path, image_id: str) -> Path | None:
+    for ext in IMAGE_EXTS:
+        p = folder / f"{image_id}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def is_validation(image_id: str, val_fraction: float = 0.15, salt: str = "boneage-v1") -> bool:
+    """Deterministic split by id: the same id is always on the same side, on any machine,
+    whatever the order or subset of the data."""
+    h = hashlib.sha256(f"{salt}:{image_id}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < val_fraction
+
+
+def split(df: pd.DataFrame, val_fraction: float = 0.15) -> tuple[pd.DataFrame, pd.DataFrame]:
+    is_val = df["id"].map(lambda i: is_validation(str(i), val_fraction))
+    return df[~is_val].reset_index(drop=True), df[is_val].reset_index(drop=True)
+
+
+@dataclass
+class Prepared:
+    """Model inputs for a labelled set, aligned with ``labels`` row by row."""
+
+    images: np.ndarray  # uint8 (N, H, W)
+    labels: pd.DataFrame  # id, boneage_months, male, ok, error, hand_found, laterality
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.labels["ok"].to_numpy(bool)
+
+
+def _prepare_one(args) -> tuple[np.ndarray | None, str, bool, str]:
+    path, params_d = args
+    params = PipelineParams.from_dict(params_d)
+    try:
+        img = load_image(path).pixels
+        res = run_pipeline(img, params)
+        return res.stages["model_input"], "", res.hand_found, res.laterality
+    except ImageError as e:
+        return None, str(e), False, "unknown"
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop a 10k-image cache build
+        return None, f"{Path(path).name}: pipeline failed ({e.__class__.__name__}: {e})", False, "unknown"
+
+
+def cache_key(data_dir: Path, params: PipelineParams, ids: list[str]) -> str:
+    from .pipeline import PIPELINE_VERSION
+
+    payload = json.dumps({"dir": str(Path(data_dir).resolve()), "params": params.to_dict(), "n": len(ids),
+                          "ids": hashlib.sha256(",".join(ids).encode()).hexdigest(), "pipeline_version": PIPELINE_VERSION})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_cache(
+    data_dir: str | Path,
+    params: PipelineParams,
+    *,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> Prepared:
+    """Run the pipeline over every labelled image once (in parallel), cached on disk."""
+    from .paths import cache_dir as default_cache
+
+    data_dir = Path(data_dir)
+    df = read_labels(data_dir)
+    if limit:
+        df = df.iloc[:limit].copy()
+    folder = image_dir(data_dir)
+    ids = df["id"].tolist()
+    cdir = Path(cache_dir) if cache_dir else default_cache() / "prepared"
+    cdir.mkdir(parents=True, exist_ok=True)
+    cpath = cdir / f"{data_dir.name}-{cache_key(data_dir, params, ids)}.npz"
+    if cpath.exists():
+        z = np.load(cpath, allow_pickle=False)
+        lab = pd.read_json(StringIO(str(z["labels"])), dtype={"id": str})
+        lab["id"] = lab["id"].astype(str)
+        return Prepared(images=z["images"], labels=lab)
+
+    paths = [find_image(folder, i) for i in ids]
+    jobs = [(str(p), params.to_dict()) for p in paths if p is not None]
+    n_workers = workers or max(1, min(4, os.cpu_count() or 1))
+    results: list = []
+    if progress:
+        from tqdm.auto import tqdm
+
+        import sys
+
+        bar = tqdm(total=len(jobs), desc="preprocessing", unit="img", mininterval=0.2 if sys.stderr.isatty() else 15)
+    else:
+        bar = None
+    if n_workers > 1 and len(jobs) > 32:
+        with ProcessPoolExecutor(n_workers) as ex:
+            for r in ex.map(_prepare_one, jobs, chunksize=32):
+                results.append(r)
+                if bar:
+                    bar.update()
+    else:
+        for j in jobs:
+            results.append(_prepare_one(j))
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+    it = iter(results)
+    h, w = params.model_height, params.model_width
+    images = np.zeros((len(ids), h, w), np.uint8)
+    ok, err, hand, lat = [], [], [], []
+    for k, p in enumerate(paths):
+        if p is None:
+            ok.append(False), err.append(f"{ids[k]}: image file not found in {folder}"), hand.append(False), lat.append("unknown")
+            continue
+        arr, e, hf, la = next(it)
+        if arr is not None:
+            images[k] = arr
+        ok.append(arr is not None), err.append(e), hand.append(hf), lat.append(la)
+    lab = df.copy()
+    lab["ok"], lab["error"], lab["hand_found"], lab["laterality"] = ok, err, hand, lat
+    np.savez(cpath, images=images, labels=np.array(lab.to_json()))
+    return Prepared(images=images, labels=lab)

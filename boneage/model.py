@@ -1,0 +1,102 @@
+"""Attention-Xception bone-age regressor (backend-neutral Keras 3).
+
+After the seed study ("Intelligent Bone Age Assessment … CNN with Attention Mechanism", 2021):
+a CNN backbone, a learned spatial attention map that weights the last feature maps before
+pooling (so the network looks at growth plates, not at background), the child's sex through a
+small dense branch concatenated before the head, and one linear output in months trained with
+MAE. The backbone is a parameter: Xception as in the study, EfficientNet-Lite0 for CPU budgets.
+
+Only ``keras.ops`` and Keras layers are used, so the same model trains under TensorFlow, torch
+or JAX (``KERAS_BACKEND``).
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from .backbones import build_backbone, freeze_backbone
+
+# Output scaling: the head predicts a z-score, rescaled to months by the training labels'
+# mean and SD (RSNA train-100px: mean ≈ 127, SD ≈ 41), which keeps early gradients sane.
+DEFAULT_MEAN_MONTHS = 127.3
+DEFAULT_SD_MONTHS = 41.2
+
+
+@keras.saving.register_keras_serializable(package="boneage")
+class AttentionPooling(layers.Layer):
+    """Attention-weighted global average pooling: Σ a·F / Σ a over the spatial grid.
+
+    Plain GAP gives every location the same weight; with bones occupying a small part of the
+    image, a learned mask lets the regressor ignore soft tissue and background.
+    """
+
+    def call(self, inputs):
+        features, attention = inputs
+        num = ops.sum(features * attention, axis=(1, 2))
+        den = ops.sum(attention, axis=(1, 2))
+        return num / (den + 1e-6)
+
+    def compute_output_shape(self, input_shape):
+        f, _ = input_shape
+        return (f[0], f[-1])
+
+
+def build_model(
+    backbone: str = "efficientnet_lite0",
+    image_size: tuple[int, int] = (160, 128),
+    *,
+    weights: str | None = None,
+    trainable_fraction: float = 1.0,
+    attention_units: int = 64,
+    sex_units: int = 16,
+    head_units: int = 256,
+    dropout: float = 0.25,
+    mean_months: float = DEFAULT_MEAN_MONTHS,
+    sd_months: float = DEFAULT_SD_MONTHS,
+) -> keras.Model:
+    """Inputs ``image`` (H, W, 1) in [0, 1] and ``male`` (1,) ∈ {0, 1}; output bone age in months.
+
+    ``weights``: None (random), ``"imagenet"`` (offline converted weights, see
+    ``boneage fetch-weights``) or a converted weights file.
+    """
+    h, w = image_size
+    image = keras.Input((h, w, 1), name="image")
+    male = keras.Input((1,), name="male")
+    bb = build_backbone(backbone, (h, w, 1), weights)
+    freeze_backbone(bb, trainable_fraction)
+    feats = bb(image)
+    feats = layers.BatchNormalization(name="feature_bn")(feats)
+
+    # Spatial attention: 1×1 convs → one sigmoid map over the feature grid.
+    a = layers.Conv2D(attention_units, 1, activation="relu", name="attention_conv1")(feats)
+    a = layers.Conv2D(16, 1, activation="relu", name="attention_conv2")(a)
+    a = layers.Conv2D(1, 1, activation="sigmoid", name="attention_map")(a)
+    pooled = AttentionPooling(name="attention_pool")([feats, a])
+
+    s = layers.Dense(sex_units, activation="relu", name="sex_dense")(male)
+    x = layers.Concatenate(name="concat")([pooled, s])
+    x = layers.Dropout(dropout, name="head_dropout1")(x)
+    x = layers.Dense(head_units, activation="relu", name="head_dense")(x)
+    x = layers.Dropout(dropout, name="head_dropout2")(x)
+    z = layers.Dense(1, name="head_out")(x)
+    months = layers.Rescaling(scale=sd_months, offset=mean_months, name="bone_age_months")(z)
+    return keras.Model({"image": image, "male": male}, months, name=f"attention_{backbone}")
+
+
+def compile_model(model: keras.Model, learning_rate=1e-3, weight_decay: float = 1e-4) -> keras.Model:
+    """AdamW and MAE (the study's loss, and the figure clinicians read)."""
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=1.0),
+        loss="mean_absolute_error",
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+    )
+    return model
+
+
+def with_attention_output(model: keras.Model) -> keras.Model:
+    """Same weights, two outputs: months and the attention map (for the heatmap overlay)."""
+    return keras.Model(model.inputs, [model.output, model.get_layer("attention_map").output])
+
+
+def load_model(path) -> keras.Model:
+    return keras.saving.load_model(str(path), compile=False, custom_objects={"AttentionPooling": AttentionPooling})

@@ -1,0 +1,210 @@
+"""Prediction: ``Predictor.load(path=None).predict(image_or_path, sex="F")``.
+
+One path for every caller (CLI, app, evaluation): loader → :func:`boneage.pipeline.run_pipeline`
+with the parameters the model was trained with → model with test-time augmentation (TTA).
+The model is loaded once; inference is serialised by a lock so one Predictor can be shared by
+all Streamlit sessions.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .io import ImageError, ImageMeta, LoadedImage, load_image
+from .paths import MODELS_DIR
+from .pipeline import PipelineParams, PipelineResult, run_pipeline
+
+DEFAULT_TTA = 8
+LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
+MODEL_FILE = "model.keras"
+META_FILE = "meta.json"
+
+
+class PredictionError(ValueError):
+    """Input that cannot be predicted on (one-line message), e.g. sex missing."""
+
+
+@dataclass
+class Prediction:
+    bone_age_months: float
+    uncertainty_months: float  # 1 SD: validation residual SD ⊕ TTA spread on this image
+    tta_sd_months: float
+    sex: str
+    model_version: str
+    warnings: list[str]
+    attention_map: np.ndarray  # on the model input's grid, [0, 1]
+    pipeline: PipelineResult
+    image_meta: ImageMeta | None = None
+    clinical: Any = None  # boneage.clinical.ClinicalInterpretation | None
+    tta_predictions: list[float] = field(default_factory=list)
+
+    @property
+    def bone_age_years_text(self) -> str:
+        m = max(0.0, self.bone_age_months)
+        y, mm = divmod(int(round(m)), 12)
+        return f"{y} y {mm} m"
+
+    def heatmap(self) -> np.ndarray:
+        """Attention resampled onto the aligned (canonical) image, [0, 1]."""
+        return self.pipeline.to_canonical(self.attention_map)
+
+    def overlay_rgb(self, alpha: float = 0.45, rois: bool = True) -> np.ndarray:
+        """The aligned radiograph with the attention heatmap and ROI boxes (uint8 RGB)."""
+        from .pipeline import draw_rois
+
+        base = self.pipeline.stages["canonical"]
+        rgb = draw_rois(base, self.pipeline.rois) if rois else cv2.cvtColor(base, cv2.COLOR_GRAY2RGB)
+        hm = self.heatmap()
+        if hm.max() > 0:
+            hm = hm / hm.max()
+        colour = cv2.cvtColor(cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+        a = (alpha * hm)[..., None]
+        return (rgb * (1 - a) + colour * a).astype(np.uint8)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary (the CLI's ``--json`` line)."""
+        d = {
+            "bone_age_months": round(self.bone_age_months, 1),
+            "bone_age_years": round(self.bone_age_months / 12.0, 2),
+            "uncertainty_months": round(self.uncertainty_months, 1),
+            "tta_sd_months": round(self.tta_sd_months, 2),
+            "sex": self.sex,
+            "warnings": list(self.warnings),
+            "model_version": self.model_version,
+            "pipeline": {k: v for k, v in self.pipeline.summary().items() if k in
+                         ("rotation_deg", "laterality", "mirrored", "inverted", "hand_found", "rois")},
+        }
+        if self.image_meta is not None:
+            d["source"] = self.image_meta.source
+        if self.clinical is not None:
+            d.update(self.clinical.to_dict())
+        return d
+
+
+def _normalise_sex(sex) -> str | None:
+    if sex is None:
+        return None
+    s = str(sex).strip().lower()
+    if s in {"m", "male", "boy", "1", "true"}:
+        return "M"
+    if s in {"f", "female", "girl", "0", "false"}:
+        return "F"
+    raise PredictionError(f"sex must be M or F, got {sex!r}")
+
+
+class Predictor:
+    """A loaded model bundle (``model.keras`` + ``meta.json``), ready to predict."""
+
+    def __init__(self, model, meta: dict, path: Path):
+        from .model import with_attention_output
+
+        self.model = model
+        self.meta = meta
+        self.path = path
+        self.params = PipelineParams.from_dict(meta.get("pipeline"))
+        self.model_version = meta.get("model_version", path.stem)
+        self.residual_sd = float(meta.get("val_residual_sd_months", 0.0))
+        self._net = with_attention_output(model)
+        self._fn = self._compile(self._net)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _compile(net):
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+        return lambda x: net(x, training=False)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Predictor":
+        """Load ``path`` (a run folder or a ``.keras`` file with ``meta.json`` beside it); default: the shipped model."""
+        from .model import load_model
+
+        p = Path(path) if path else MODELS_DIR
+        model_file = p / MODEL_FILE if p.is_dir() else p
+        meta_file = model_file.parent / META_FILE
+        if not model_file.is_file():
+            raise PredictionError(f"no model at {model_file}; train one with `boneage train` or pass --model")
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        return cls(load_model(model_file), meta, model_file)
+
+    def _run(self, images: np.ndarray, male: float) -> tuple[np.ndarray, np.ndarray]:
+        x = {"image": images.astype(np.float32), "male": np.full((len(images), 1), male, np.float32)}
+        with self._lock:
+            months, att = self._fn(x)
+        return np.asarray(months).reshape(-1), np.asarray(att)[..., 0]
+
+    def predict(
+        self,
+        image: str | Path | bytes | np.ndarray | LoadedImage,
+        sex: str | None = None,
+        *,
+        tta: int | None = None,
+        chronological_age_months: float | None = None,
+        birth_date: _dt.date | None = None,
+        study_date: _dt.date | None = None,
+        height_cm: float | None = None,
+        name: str | None = None,
+        params: PipelineParams | None = None,
+    ) -> Prediction:
+        """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError
+        with a one-line message for bad input."""
+        from .augment import tta_batch
+
+        meta: ImageMeta | None = None
+        if isinstance(image, LoadedImage):
+            pixels, meta = image.pixels, image.meta
+        elif isinstance(image, np.ndarray):
+            pixels = image
+        else:
+            loaded = load_image(image, name=name)
+            pixels, meta = loaded.pixels, loaded.meta
+        sx = _normalise_sex(sex) or _normalise_sex(meta.sex if meta else None)
+        if sx is None:
+            raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
+        if meta is not None:
+            birth_date = birth_date or meta.birth_date
+            study_date = study_date or meta.study_date
+            if chronological_age_months is None and birth_date is None and meta.patient_age_months is not None:
+                chronological_age_months = meta.patient_age_months
+
+        res = run_pipeline(pixels, params or self.params)
+        n = DEFAULT_TTA if tta is None else max(1, int(tta))
+        batch = tta_batch(res.model_input, n=n)
+        months, att = self._run(batch[..., None] if batch.ndim == 3 else batch, 1.0 if sx == "M" else 0.0)
+        est = float(np.mean(months))
+        tta_sd = float(np.std(months)) if n > 1 else 0.0
+        unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
+        warnings = list(meta.warnings if meta else []) + list(res.warnings)
+        if tta_sd > LOW_CONFIDENCE_TTA_SD:
+            warnings.append(f"low confidence: slightly perturbed copies of the image disagree by ±{tta_sd:.1f} months")
+        if est < 0 or est > 228:
+            warnings.append("estimate lies outside the training range (0–19 years); clipped")
+            est = float(np.clip(est, 0, 228))
+        clin = None
+        if chronological_age_months is not None or birth_date is not None or study_date is not None or height_cm is not None:
+            from .clinical import interpret
+
+            clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
+                             study_date=study_date, height_cm=height_cm)
+        a = att[0]
+        a = (a - a.min()) / (a.max() - a.min() + 1e-9)
+        return Prediction(
+            bone_age_months=est, uncertainty_months=unc, tta_sd_months=tta_sd, sex=sx, model_version=self.model_version,
+            warnings=warnings, attention_map=a.astype(np.float32), pipeline=res, image_meta=meta, clinical=clin,
+            tta_predictions=[float(v) for v in months],
+        )
+
+
+__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError"]

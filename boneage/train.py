@@ -1,0 +1,274 @@
+"""Training entry point: ``boneage train --data DIR --out RUN_DIR``.
+
+Images are prepared once by :func:`boneage.data.build_cache` (the same pipeline prediction
+uses), then streamed through ``tf.data`` with on-the-fly augmentation. Best checkpoint by
+validation MAE, early stopping, cosine LR with warm-up, fixed seeds, ``history.csv`` and
+TensorBoard logs; Ctrl-C leaves a resumable state (``--resume``). ``--strategy`` picks a
+``tf.distribute`` strategy so GPUs or several machines need no code change.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import Prepared, build_cache, split
+from .pipeline import PipelineParams
+
+MODEL_FILE = "model.keras"
+META_FILE = "meta.json"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    backbone: str = "efficientnet_lite0"
+    image_height: int = 160
+    image_width: int = 128
+    epochs: int = 12
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_epochs: float = 0.5
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.15
+    pretrained: bool = True
+    trainable_fraction: float = 1.0
+    patience: int = 4
+    seed: int = 42
+    strategy: str = "default"
+    resume: bool = False
+    limit: int | None = None
+    workers: int | None = None
+    cache_dir: str | None = None
+    pipeline: dict = field(default_factory=dict)
+
+    def pipeline_params(self) -> PipelineParams:
+        p = PipelineParams.from_dict(self.pipeline)
+        return PipelineParams.from_dict({**p.to_dict(), "model_height": self.image_height, "model_width": self.image_width})
+
+
+def get_strategy(name: str):
+    """``tf.distribute`` strategy by name (TensorFlow backend only)."""
+    import keras
+
+    if name == "default":
+        return None
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(f"--strategy {name} needs KERAS_BACKEND=tensorflow (got {keras.backend.backend()})")
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit("--strategy multiworker needs TF_CONFIG (cluster spec and this worker's task) in the environment")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise SystemExit(f"unknown --strategy {name!r} (default, mirrored, multiworker)")
+
+
+def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int = 0):
+    """``tf.data`` over the cached model inputs; augmentation per batch when training."""
+    import tensorflow as tf
+
+    from .augment import augmenter
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        ({"image": images_u8[..., None], "male": male.astype("float32")[:, None]}, y.astype("float32")[:, None])
+    )
+    if training:
+        ds = ds.shuffle(len(images_u8), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=False)
+
+    def to_float(x, t):
+        return {"image": tf.cast(x["image"], tf.float32) / 255.0, "male": x["male"]}, t
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        aug = augmenter(seed)
+
+        def augment(x, t):
+            return {"image": aug(x["image"], training=True), "male": x["male"]}, t
+
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class EpochReport:
+    """A one-line summary per epoch with the overall ETA (Keras' bar only knows the epoch)."""
+
+    def __new__(cls, total_epochs: int, log):
+        import keras
+
+        class _CB(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.t0 = time.time()
+                self.best = math.inf
+                self.start_epoch = None
+
+            def on_epoch_begin(self, epoch, logs=None):
+                if self.start_epoch is None:
+                    self.start_epoch = epoch
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                done = epoch + 1 - self.start_epoch
+                el = time.time() - self.t0
+                eta = el / done * (total_epochs - epoch - 1)
+                v = logs.get("val_mae", math.nan)
+                self.best = min(self.best, v)
+                log(f"epoch {epoch + 1}/{total_epochs}: train MAE {logs.get('mae', math.nan):.2f}, val MAE {v:.2f} "
+                    f"(best {self.best:.2f}) months; elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min")
+
+        return _CB()
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train, pick the best epoch by validation MAE, write the run folder; return metrics."""
+    import keras
+
+    from .model import build_model, compile_model, load_model
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    params = cfg.pipeline_params()
+    log(f"preparing images from {cfg.data} (pipeline at {params.frame_width}×{params.frame_height}, model input {cfg.image_height}×{cfg.image_width}) …")
+    t0 = time.time()
+    prep = build_cache(cfg.data, params, cache_dir=cfg.cache_dir, workers=cfg.workers, limit=cfg.limit)
+    lab = prep.labels
+    bad = lab[~lab["ok"]]
+    if len(bad):
+        log(f"warning: {len(bad)} image(s) unusable and left out, e.g. {bad['error'].iloc[0]}")
+    log(f"  {len(lab) - len(bad)} images ready in {time.time() - t0:.0f} s; hand found in {lab['hand_found'].mean():.1%}")
+    lab = lab.assign(row=np.arange(len(lab)))[lab["ok"]]
+    tr, va = split(lab, cfg.val_fraction)
+    if len(tr) == 0 or len(va) == 0:
+        raise SystemExit(f"need images on both sides of the split (train {len(tr)}, val {len(va)}); use more data or --val-fraction")
+    log(f"  split by id: {len(tr)} train, {len(va)} validation")
+    xi_tr, xi_va = prep.images[tr["row"].to_numpy()], prep.images[va["row"].to_numpy()]
+    ytr, yva = tr["boneage_months"].to_numpy(float), va["boneage_months"].to_numpy(float)
+    mtr, mva = tr["male"].to_numpy(float), va["male"].to_numpy(float)
+
+    ds_tr = make_dataset(xi_tr, mtr, ytr, batch_size=cfg.batch_size, training=True, seed=cfg.seed)
+    ds_va = make_dataset(xi_va, mva, yva, batch_size=cfg.batch_size, training=False)
+    steps = math.ceil(len(tr) / cfg.batch_size)
+
+    strategy = get_strategy(cfg.strategy)
+    scope = strategy.scope() if strategy is not None else _nullcontext()
+    with scope:
+        model = build_model(
+            cfg.backbone, (cfg.image_height, cfg.image_width), weights="imagenet" if cfg.pretrained else None,
+            trainable_fraction=cfg.trainable_fraction, mean_months=float(ytr.mean()), sd_months=float(ytr.std() or 1.0),
+        )
+        warm = max(1, int(cfg.warmup_epochs * steps))
+        total = max(warm + 1, cfg.epochs * steps)
+        lr = keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate * 0.05, decay_steps=total - warm, alpha=0.02, warmup_target=cfg.learning_rate, warmup_steps=warm
+        )
+        compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay)
+
+    ckpt = out / "best.weights.h5"
+    backup = out / "backup"
+    if cfg.resume and not backup.exists():
+        log(f"note: --resume given but {backup} holds no interrupted run; starting fresh")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_mae", mode="min", save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch"),
+        EpochReport(cfg.epochs, log),
+    ]
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log(f"training {model.name} ({model.count_params() / 1e6:.1f} M parameters) for up to {cfg.epochs} epochs, {steps} steps each …")
+    t_train = time.time()
+    try:
+        model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=1 if _tty() else 2)
+    except KeyboardInterrupt:
+        log(f"\ninterrupted: the last finished epoch is kept in {backup}; continue with the same command plus --resume")
+        raise SystemExit(130) from None
+    train_s = time.time() - t_train
+    if ckpt.exists():
+        model.load_weights(str(ckpt))
+    model.save(out / MODEL_FILE)
+    model = load_model(out / MODEL_FILE)  # what we ship is what we measure
+
+    pred = predict_arrays(model, xi_va, mva, batch_size=64)
+    vp = va[["id", "boneage_months", "male"]].copy()
+    vp["predicted_months"] = pred
+    vp.to_csv(out / "val_predictions.csv", index=False)
+    from .evaluate import summarise
+
+    metrics = summarise(vp)
+    metrics["trivial_baseline_mae"] = float(np.mean(np.abs(yva - ytr.mean())))
+    images_per_s = (len(tr) * len(pd.read_csv(out / "history.csv"))) / max(train_s, 1e-9)
+    hist = pd.read_csv(out / "history.csv")
+    metrics.update({
+        "n_train": int(len(tr)), "n_val": int(len(va)), "epochs_run": int(len(hist)),
+        "best_epoch": int(hist["val_mae"].idxmin()) + 1 if len(hist) else None,
+        "train_seconds": round(train_s, 1), "train_images_per_second": round(images_per_s, 1),
+        "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + _gpu_note(),
+    })
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    meta = {
+        "model_version": f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-{time.strftime('%Y%m%d')}",
+        "backbone": cfg.backbone,
+        "image_height": cfg.image_height,
+        "image_width": cfg.image_width,
+        "pipeline": params.to_dict(),
+        "label_mean_months": float(ytr.mean()),
+        "label_sd_months": float(ytr.std()),
+        "val_residual_sd_months": float(np.std(pred - yva)),
+        "val_mae_months": metrics["mae"],
+        "trained_on": str(cfg.data),
+        "keras_backend": keras.backend.backend(),
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    log(f"done: validation MAE {metrics['mae']:.2f} months (trivial baseline {metrics['trivial_baseline_mae']:.2f}); wrote {out}")
+    return metrics
+
+
+def predict_arrays(model, images_u8: np.ndarray, male: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Batched forward pass over cached uint8 model inputs (no augmentation)."""
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        x = images_u8[i : i + batch_size].astype("float32")[..., None] / 255.0
+        m = male[i : i + batch_size].astype("float32")[:, None]
+        out.append(np.asarray(model({"image": x, "male": m}, training=False)).reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _tty() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def _gpu_note() -> str:
+    try:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            g = tf.config.list_physical_devices("GPU")
+            return f", {len(g)} GPU(s)" if g else ", no GPU"
+    except Exception:  # noqa: BLE001
+        pass
+    return ""
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
