@@ -6,6 +6,7 @@ not fully remove. Built from Keras layers, so it runs under any backend.
 """
 from __future__ import annotations
 
+from . import _quiet  # noqa: F401  (TensorFlow start-up logging off)
 import keras
 import numpy as np
 from keras import layers, ops

@@ -11,6 +11,7 @@ or JAX (``KERAS_BACKEND``).
 """
 from __future__ import annotations
 
+from . import _quiet  # noqa: F401  (TensorFlow start-up logging off)
 import keras
 from keras import layers, ops
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,10 +129,13 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Predictor":
-        """Load ``path`` (a run folder or a ``.keras`` file with ``meta.json`` beside it); default: the shipped model."""
+        """Load ``path`` (a run folder or a ``.keras`` file with ``meta.json`` beside it).
+
+        Default: ``$BONEAGE_MODEL`` if set, else the shipped model in ``models/``.
+        """
         from .model import load_model
 
-        p = Path(path) if path else MODELS_DIR
+        p = Path(path or os.environ.get("BONEAGE_MODEL") or MODELS_DIR)
         model_file = p / MODEL_FILE if p.is_dir() else p
         meta_file = model_file.parent / META_FILE
         if not model_file.is_file():

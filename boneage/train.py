@@ -8,6 +8,7 @@ TensorBoard logs; Ctrl-C leaves a resumable state (``--resume``). ``--strategy``
 """
 from __future__ import annotations
 
+from . import _quiet  # noqa: F401  (TensorFlow start-up logging off)
 import json
 import math
 import os

@@ -1,0 +1,233 @@
+"""``boneage`` command line: pipeline, predict, evaluate, train, fetch-weights.
+
+Bad input gets one line on stderr and exit status 2 — never a traceback; TensorFlow's start-up
+logging is kept off the terminal (see :mod:`boneage._quiet`).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(msg: str) -> int:
+    print(f"boneage: error: {msg}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _date(s: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _size(s: str) -> tuple[int, int]:
+    """``160x128`` (height × width) or ``160`` (square)."""
+    try:
+        parts = [int(v) for v in s.lower().replace("×", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a size like 160x128 (height x width)") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32:
+        raise argparse.ArgumentTypeError(f"{s!r}: give HEIGHTxWIDTH, each at least 32")
+    return parts[0], parts[1]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def cmd_pipeline(a) -> int:
+    import cv2
+
+    from .io import ImageError, load_image, to_uint8
+    from .pipeline import STAGES, PipelineParams, run_pipeline
+
+    try:
+        img = load_image(a.image)
+    except ImageError as e:
+        return _fail(str(e))
+    params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
+                            denoise=a.denoise)
+    res = run_pipeline(img.pixels, params)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(s for s in STAGES if s in res.stages):
+        im = res.stages[name]
+        im8 = to_uint8(im) if im.dtype != "uint8" else im
+        if im8.ndim == 3:
+            im8 = cv2.cvtColor(im8, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(out / f"{i:02d}_{name}.png"), im8)
+    summary = {"source": str(a.image), "image": img.meta.to_dict(), **res.summary()}
+    summary["warnings"] = list(img.meta.warnings) + summary["warnings"]
+    (out / "stages.json").write_text(json.dumps(summary, indent=2))
+    print(f"{len(res.stages)} stages written to {out}; rotation {res.rotation_deg:+.1f}°, {res.laterality} hand"
+          f"{' (mirrored)' if res.mirrored else ''}{', polarity inverted' if res.inverted else ''}")
+    for w in summary["warnings"]:
+        print(f"  warning: {w}")
+    return 0
+
+
+def cmd_predict(a) -> int:
+    from .clinical import ClinicalInputError
+    from .io import ImageError
+    from .predict import PredictionError, Predictor
+
+    try:
+        pred = Predictor.load(a.model)
+    except PredictionError as e:
+        return _fail(str(e))
+    rc = 0
+    for f in a.files:
+        try:
+            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=a.age_months, birth_date=a.birth_date,
+                             study_date=a.study_date, height_cm=a.height_cm)
+        except (ImageError, PredictionError, ClinicalInputError) as e:
+            msg = str(e)
+            print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
+            rc = EXIT_BAD_INPUT
+            continue
+        if a.json:
+            print(json.dumps({"file": str(f), **r.to_dict()}), flush=True)
+        else:
+            print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} "
+                  f"[{r.sex}, model {r.model_version}]")
+            if r.clinical is not None:
+                print(f"  {r.clinical.summary()}")
+            for w in r.warnings:
+                print(f"  warning: {w}")
+    return rc
+
+
+def cmd_evaluate(a) -> int:
+    from .data import DataError
+    from .evaluate import evaluate
+    from .predict import PredictionError
+
+    try:
+        df, m = evaluate(a.data, model_path=a.model, tta=a.tta, limit=a.limit)
+    except (DataError, PredictionError) as e:
+        return _fail(str(e))
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    json_path = Path(a.json) if a.json else out.with_suffix(".json")
+    json_path.write_text(json.dumps(m, indent=2))
+    for p in m["problems"]:
+        print(f"  skipped: {p}", file=sys.stderr)
+    print(f"{m['n']} of {m['n_listed']} images predicted ({m['n_failed']} failed) with {m['model_version']}")
+    if m["n"]:
+        print(f"MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f} months")
+        print("MAE by sex: " + ", ".join(f"{k} {v:.2f}" for k, v in m["mae_by_sex"].items() if v is not None))
+        print("MAE by age band: " + ", ".join(f"{k} {v:.2f} (n={m['n_by_age_band'][k]})" for k, v in m["mae_by_age_band"].items() if v is not None))
+    print(json.dumps({k: v for k, v in m.items() if k != "problems"}))
+    print(f"wrote {out} and {json_path}")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from .data import DataError
+    from .train import TrainConfig, train
+
+    h, w = a.image_size
+    cfg = TrainConfig(
+        data=a.data, out=a.out, backbone=a.backbone, image_height=h, image_width=w, epochs=a.epochs,
+        batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction, pretrained=not a.no_pretrained,
+        trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
+        resume=a.resume, limit=a.limit, workers=a.workers,
+    )
+    try:
+        train(cfg)
+    except DataError as e:
+        return _fail(str(e))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
+    p.add_argument("--version", action="version", version=f"boneage {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("pipeline", help="run the preprocessing pipeline and write every stage")
+    s.add_argument("image")
+    s.add_argument("--out", required=True, help="folder for NN_<stage>.png and stages.json")
+    s.add_argument("--clahe-clip", type=float, default=1.0)
+    s.add_argument("--clahe-tiles", type=int, default=3)
+    s.add_argument("--threshold", choices=["mean", "otsu"], default="mean")
+    s.add_argument("--denoise", choices=["median", "gaussian", "none"], default="median")
+    s.set_defaults(func=cmd_pipeline)
+
+    s = sub.add_parser("predict", help="bone age for one or more radiographs")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--sex", choices=["M", "F", "m", "f"], help="required unless the DICOM says")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+    s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
+    s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
+    s.add_argument("--age-months", type=float, help="chronological age in months")
+    s.add_argument("--birth-date", type=_date)
+    s.add_argument("--study-date", type=_date)
+    s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("evaluate", help="predict every image of a labelled folder and report errors")
+    s.add_argument("--data", required=True, help="folder with labels.csv (id,boneage_months,male) and the images")
+    s.add_argument("--model")
+    s.add_argument("--out", required=True, help="predictions CSV")
+    s.add_argument("--json", help="metrics JSON (default: beside --out)")
+    s.add_argument("--tta", type=int, default=None)
+    s.add_argument("--limit", type=int)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("train", help="train a model on an RSNA-layout folder")
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True, help="run folder (model.keras, metrics.json, history.csv, …)")
+    s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default="efficientnet_lite0")
+    s.add_argument("--image-size", type=_size, default=(160, 128), help="HEIGHTxWIDTH of the model input (default 160x128)")
+    s.add_argument("--epochs", type=int, default=16)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--trainable-fraction", type=float, default=0.6, help="share of backbone layers trained (from the top)")
+    s.add_argument("--no-pretrained", action="store_true", help="random initialisation instead of ImageNet")
+    s.add_argument("--val-fraction", type=float, default=0.15)
+    s.add_argument("--patience", type=int, default=5)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    s.add_argument("--limit", type=int, help="use only the first N labelled images (smoke tests)")
+    s.add_argument("--workers", type=int, help="preprocessing processes")
+    s.set_defaults(func=cmd_train)
+
+    from .weights import add_cli
+
+    add_cli(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return int(a.func(a) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if os.environ.get("BONEAGE_DEBUG"):
+            raise
+        return _fail(f"unexpected {e.__class__.__name__}: {e} (set BONEAGE_DEBUG=1 for details)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
