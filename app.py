@@ -1,0 +1,19 @@
+"""boneage app: ``streamlit run app.py``. Research software, not a medical device.
+
+Entry point only: page configuration, navigation over ``pages/`` and the shared sidebar.
+"""
+import streamlit as st
+
+from boneage import ui
+
+st.set_page_config(page_title="boneage: bone age from a hand X-ray", page_icon=":material/front_hand:", layout="wide")
+
+nav = st.navigation([
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/predict.py", title="Predict", icon=":material/radiology:"),
+    st.Page("pages/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
+    st.Page("pages/dataset.py", title="Dataset errors", icon=":material/query_stats:"),
+    st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
+])
+ui.sidebar()
+nav.run()

@@ -1,0 +1,91 @@
+"""Dataset errors: where the model fails, from a predictions CSV (``boneage evaluate`` format)."""
+import streamlit as st
+
+from boneage import dataset_plots as dp
+from boneage import ui
+from boneage.evaluate import band_sex_table, summarise
+
+st.title("Dataset errors")
+st.caption("Where the model disagrees with the radiologist's reading. Errors are predicted − true, in months.")
+
+with ui.guard("Dataset errors"):
+    default = ui.default_predictions_path()
+    up = st.file_uploader("Predictions CSV from `boneage evaluate` (id, boneage_months, male, predicted_months)",
+                          type=["csv"], key="ds_upload")
+    if up is not None:
+        df_all, source = dp.read_predictions(up.getvalue()), up.name
+    elif default.is_file():
+        df_all, source = dp.read_predictions(default), str(default)
+    else:
+        st.info(f"No validation predictions at `{default}` yet; upload a CSV from `boneage evaluate`.",
+                icon=":material/info:")
+        st.stop()
+    note = f" ({df_all.attrs['n_missing']} rows without a prediction left out)" if df_all.attrs.get("n_missing") else ""
+    st.caption(f"Source: `{source}` · {len(df_all)} images{note}")
+
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([1, 2, 1])
+        sexes = c1.multiselect("Sex", list(dp.SEXES), default=list(dp.SEXES), key="ds_sex")
+        lo, hi = int(df_all["boneage_months"].min()), int(df_all["boneage_months"].max())
+        age = c2.slider("True bone age (months)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="ds_age")
+        top = max(1, int(df_all["abs_error"].max()) + 1)
+        min_err = c3.slider("|error| at least (months)", 0, top, 0, key="ds_err")
+    df = dp.filter_predictions(df_all, sexes=sexes, age_range=age, min_abs_error=min_err)
+
+    m = summarise(df) if len(df) else {"n": 0, "mae": None, "rmse": None, "bias": None}
+    ba = dp.bland_altman_stats(df)
+    k = st.columns(5)
+    k[0].metric("Images shown", f"{m['n']} of {len(df_all)}")
+    k[1].metric("MAE", "—" if m["mae"] is None else f"{m['mae']:.1f} months")
+    k[2].metric("RMSE", "—" if m["rmse"] is None else f"{m['rmse']:.1f} months")
+    k[3].metric("Bias", "—" if m["bias"] is None else f"{m['bias']:+.1f} months")
+    k[4].metric("95% limits of agreement", "—" if ba["lower"] is None else f"{ba['lower']:+.0f} to {ba['upper']:+.0f} m")
+
+    r1 = st.columns(2)
+    r1[0].plotly_chart(dp.pred_vs_true_figure(df), width="stretch", key="ds_fig_scatter")
+    r1[1].plotly_chart(dp.bland_altman_figure(df), width="stretch", key="ds_fig_ba")
+    r2 = st.columns(2)
+    r2[0].plotly_chart(dp.error_vs_age_figure(df), width="stretch", key="ds_fig_trend")
+    r2[1].plotly_chart(dp.error_histogram_figure(df), width="stretch", key="ds_fig_hist")
+
+    st.subheader("MAE and bias by age band and sex")
+    if len(df):
+        st.dataframe(band_sex_table(df).rename(columns={"age_band": "age band", "mae": "MAE (months)",
+                                                        "bias": "bias (months)"}), hide_index=True)
+    else:
+        st.caption("No images match the filters.")
+
+    st.subheader("Worst cases")
+    dirs = ui.default_image_dirs()
+    c1, c2 = st.columns([3, 1])
+    folder = c1.text_input("Image folder", value=str(dirs[0]) if dirs else "", key="ds_folder",
+                           help="Where the CSV's images are (files named <id>.png etc.).")
+    n = c2.number_input("How many", 1, 48, 8, key="ds_n")
+    worst = dp.worst_cases(df, int(n))
+    found = {r.id: ui.find_case_image(folder, r.id) for r in worst.itertuples()} if folder else {}
+    if not worst.empty and not any(found.values()):
+        st.info("Images not found in that folder; set the folder to see the worst cases.", icon=":material/image_not_supported:")
+    cols = st.columns(4)
+    for i, r in enumerate(worst.itertuples()):
+        with cols[i % 4]:
+            p = found.get(r.id)
+            cap = f"#{r.id} · {r.sex} · true {r.boneage_months:.0f} m · predicted {r.predicted_months:.0f} m ({r.error:+.0f})"
+            if p is not None:
+                st.image(ui.thumbnail(str(p), 220), caption=cap, width="stretch")
+            else:
+                st.caption(cap)
+    choices = [r.id for r in worst.itertuples() if found.get(r.id)]
+    if choices:
+        pick = st.selectbox("Inspect a case (pipeline stages and attention)", [None, *choices], key="ds_pick",
+                            format_func=lambda i: "—" if i is None else f"#{i}")
+        if pick is not None:
+            row = worst[worst["id"] == pick].iloc[0]
+            src = ui.Source(found[pick].read_bytes(), found[pick].name, ui.digest(found[pick].read_bytes()))
+            pred = ui.predict(src, "M" if row["male"] else "F")
+            st.markdown(f"**#{pick}**: true {row['boneage_months']:.0f} months, predicted now "
+                        f"{pred.bone_age_months:.1f} months (CSV: {row['predicted_months']:.1f}).")
+            a, b = st.columns([1, 2])
+            a.image(ui.downscale(pred.overlay_rgb(), 500), caption="Attention and ROI boxes on the aligned image",
+                    width="stretch")
+            with b:
+                ui.show_pipeline(pred.pipeline, columns=4)

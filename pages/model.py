@@ -1,0 +1,50 @@
+"""Model: the model card, training curves, architecture and measured benchmarks."""
+import streamlit as st
+
+from boneage import dataset_plots as dp
+from boneage import ui
+
+st.title("Model")
+st.caption("What the model is, how it was trained and how it performs. " + ui.NOTICE)
+
+with ui.guard("Model"):
+    info = ui.model_files()
+    meta = info["meta"]
+    if not meta:
+        st.warning(f"No model metadata (meta.json) in `{info['dir']}`.", icon=":material/warning:")
+    k = st.columns(4)
+    k[0].metric("Version", meta.get("model_version", "—"))
+    k[1].metric("Backbone", meta.get("backbone", "—"))
+    k[2].metric("Validation MAE", "—" if meta.get("val_mae_months") is None else f"{meta['val_mae_months']:.1f} months")
+    k[3].metric("Input", f"{meta.get('image_height', '?')}×{meta.get('image_width', '?')} px")
+
+    tab_card, tab_curves, tab_arch, tab_bench = st.tabs(["Model card", "Training curves", "Architecture", "Benchmarks"])
+    with tab_card:
+        if info["readme"]:
+            st.markdown(info["readme"])
+        if info["card"]:
+            with st.expander("card.json", expanded=not info["readme"]):
+                ui.render_mapping(info["card"])
+        if not info["readme"] and not info["card"]:
+            st.info(f"No model card (README.md or card.json) in `{info['dir']}` yet.", icon=":material/info:")
+            st.json(meta, expanded=False)
+    with tab_curves:
+        if info["history"] is None:
+            st.info(f"No training history (history.csv) in `{info['dir']}`.", icon=":material/info:")
+        else:
+            st.plotly_chart(dp.history_figure(info["history"]), width="stretch")
+            st.caption(f"{len(info['history'])} epochs; loss is the training objective, MAE in months.")
+    with tab_arch:
+        arch = ui.architecture_summary()
+        st.caption(f"{arch['name']}: {arch['params']:,} parameters ({arch['trainable']:,} trainable), "
+                   f"{arch['layers']} layers; inputs {arch['inputs']}.")
+        with st.expander("Layer-by-layer summary"):
+            st.code(arch["text"], language=None)
+    with tab_bench:
+        if info["benchmarks"]:
+            ui.render_mapping(info["benchmarks"])
+        else:
+            st.info(f"No benchmarks (benchmarks.json) in `{info['dir']}` yet.", icon=":material/info:")
+        if info["metrics"]:
+            with st.expander("Validation metrics (metrics.json)", expanded=not info["benchmarks"]):
+                ui.render_mapping(info["metrics"])

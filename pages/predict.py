@@ -1,0 +1,28 @@
+"""Predict: upload a radiograph (or pick a sample), give sex and age, read the bone age."""
+import streamlit as st
+
+from boneage import ui
+from boneage.clinical import ClinicalInputError
+
+st.title("Predict bone age")
+st.caption("Upload a hand radiograph or choose a sample. " + ui.NOTICE)
+
+with ui.guard("Prediction"):
+    src = ui.image_source("predict")
+    if src is None:
+        st.info("Upload a radiograph (PNG, JPEG, TIFF, 16-bit or DICOM) or choose **Use a sample** above.",
+                icon=":material/upload_file:")
+        st.stop()
+    with st.spinner("Reading the image…"):
+        loaded = ui.load(src)
+    inp = ui.clinical_inputs(src, loaded.meta)
+    if inp.sex is None:
+        st.info("Choose the sex: the reference differs for boys and girls.", icon=":material/wc:")
+        st.stop()
+    try:
+        pred = ui.predict(src, inp.sex, chronological_age_months=inp.chronological_age_months,
+                          birth_date=inp.birth_date, study_date=inp.study_date, height_cm=inp.height_cm)
+    except ClinicalInputError as e:
+        st.error(f"Clinical inputs: {e}. The bone age is shown without the interpretation.", icon=":material/error:")
+        pred = ui.predict(src, inp.sex)
+    ui.show_prediction(pred, src)
