@@ -67,6 +67,9 @@ def get_strategy(name: str):
     import tensorflow as tf
 
     if name == "mirrored":
+        if not tf.config.list_logical_devices("GPU") and len(tf.config.list_logical_devices("CPU")) > 1:
+            # CPU-only with several logical devices (tests, or a CPU box split on purpose).
+            return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:

@@ -1,0 +1,159 @@
+"""Model, augmentation and training: builds, learns, saves, distributes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from boneage import _quiet  # noqa: F401
+import keras
+
+from boneage.augment import augmenter, tta_batch
+from boneage.model import build_model, compile_model, load_model, with_attention_output
+
+REPO = Path(__file__).resolve().parent.parent
+THUMBS = REPO / "tests" / "fixtures" / "thumbs"
+
+
+def _batch(n=8, size=(96, 80), seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, *size, 1), dtype=np.float32)
+    male = (rng.random((n, 1)) > 0.5).astype("float32")
+    y = rng.uniform(10, 220, (n, 1)).astype("float32")
+    return {"image": x, "male": male}, y
+
+
+def test_model_outputs_months_and_attention():
+    m = build_model("tiny", (96, 80), weights=None)
+    x, _ = _batch(4)
+    out = np.asarray(m(x, training=False))
+    assert out.shape == (4, 1) and np.isfinite(out).all()
+    months, att = with_attention_output(m)(x, training=False)
+    att = np.asarray(att)
+    assert att.shape[0] == 4 and att.shape[-1] == 1
+    assert (att >= 0).all() and (att <= 1).all()  # sigmoid attention map
+
+
+def test_sex_input_changes_prediction_path():
+    m = build_model("tiny", (96, 80), weights=None)
+    x, _ = _batch(2)
+    a = np.asarray(m({"image": x["image"], "male": np.zeros((2, 1), "float32")}))
+    b = np.asarray(m({"image": x["image"], "male": np.ones((2, 1), "float32")}))
+    assert not np.allclose(a, b)
+
+
+def test_overfits_a_tiny_batch():
+    """Eight images whose content encodes the target (a bright square that grows with age):
+    a model that can learn anything must get them nearly right."""
+    keras.utils.set_random_seed(1)
+    m = compile_model(build_model("tiny", (96, 80), weights=None, dropout=0.0), learning_rate=3e-3)
+    rng = np.random.default_rng(0)
+    y = np.linspace(12, 216, 8, dtype="float32")[:, None]
+    img = rng.random((8, 96, 80, 1), dtype=np.float32) * 0.1
+    for i, v in enumerate(y[:, 0]):
+        s = int(8 + v / 216 * 60)
+        img[i, 10 : 10 + s, 10 : 10 + min(s, 60)] += 0.8
+    x = {"image": np.clip(img, 0, 1), "male": (np.arange(8) % 2).astype("float32")[:, None]}
+    hist = m.fit(x, y, epochs=200, batch_size=8, verbose=0).history["loss"]
+    assert hist[-1] < 0.25 * hist[0], (hist[0], hist[-1])
+    assert min(hist[-20:]) < 10.0, hist[-20:]
+    # In inference mode BatchNorm uses its moving statistics, which lag after 200 steps; the
+    # ordering of the eight ages must be right all the same.
+    pred = np.asarray(m(x, training=False)).ravel()
+    assert np.corrcoef(np.argsort(np.argsort(pred)), np.arange(8))[0, 1] > 0.9, pred
+
+
+def test_keras_save_load_identical(tmp_path):
+    m = build_model("tiny", (96, 80), weights=None)
+    x, _ = _batch(3)
+    path = tmp_path / "m.keras"
+    m.save(path)
+    m2 = load_model(path)
+    np.testing.assert_allclose(np.asarray(m(x)), np.asarray(m2(x)), rtol=0, atol=1e-5)
+
+
+def test_augmenter_is_seeded_and_stays_in_range(tmp_path):
+    import cv2
+
+    from boneage.io import load_image
+    from boneage.pipeline import run_pipeline
+
+    img = run_pipeline(load_image(REPO / "tests/fixtures/hires/1437.png").pixels).model_input
+    x = np.repeat(img[None, ..., None], 6, axis=0)
+    a = keras.ops.convert_to_numpy(augmenter(seed=3)(x, training=True))
+    b = keras.ops.convert_to_numpy(augmenter(seed=3)(x, training=True))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert a.min() >= 0 and a.max() <= 1
+    assert all(np.abs(a[i] - x[i]).mean() > 0.005 for i in range(6))  # each copy really changed
+    c = keras.ops.convert_to_numpy(augmenter(seed=3)(x, training=False))
+    np.testing.assert_allclose(c, x, atol=1e-6)  # inference: identity
+    grid = np.hstack([img] + [a[i, ..., 0] for i in range(6)])
+    out = tmp_path / "augment_examples.png"
+    cv2.imwrite(str(out), (grid * 255).astype(np.uint8))
+    assert out.stat().st_size > 1000
+
+
+def test_tta_batch_keeps_the_original_first():
+    img = np.random.default_rng(0).random((64, 48), dtype=np.float32)
+    b = tta_batch(img, n=5)
+    assert b.shape == (5, 64, 48, 1)
+    np.testing.assert_allclose(b[0, ..., 0], img)
+    assert tta_batch(img, n=1).shape == (1, 64, 48, 1)
+
+
+def _run_cli(*args, env=None, timeout=600):
+    e = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "boneage.cli", *args], capture_output=True, text=True, timeout=timeout, env=e, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_train_one_epoch_smoke_on_64_images(tmp_path):
+    out = tmp_path / "run"
+    r = _run_cli("train", "--data", str(THUMBS), "--out", str(out), "--backbone", "tiny", "--no-pretrained",
+                 "--epochs", "1", "--batch-size", "16", "--image-size", "96x80", "--val-fraction", "0.25", "--workers", "1",
+                 env={"BONEAGE_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    for f in ("model.keras", "meta.json", "metrics.json", "history.csv", "val_predictions.csv", "config.json"):
+        assert (out / f).is_file(), f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_val"] == 64
+    assert np.isfinite(metrics["mae"])
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["pipeline"]["model_height"] == 96 and meta["pipeline"]["model_width"] == 80
+    assert "Traceback" not in r.stderr and "I0000" not in r.stderr
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from boneage.train import TrainConfig, train, get_strategy
+s = get_strategy("mirrored")
+assert s.num_replicas_in_sync == 2, s.num_replicas_in_sync
+m = train(TrainConfig(data={str(THUMBS)!r}, out={str(tmp_path / 'run')!r}, backbone="tiny", pretrained=False, epochs=1,
+          batch_size=16, image_height=96, image_width=80, val_fraction=0.25, strategy="mirrored", limit=48, workers=1,
+          cache_dir={str(tmp_path / 'cache')!r}))
+print("REPLICAS", s.num_replicas_in_sync, "MAE", m["mae"])
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "REPLICAS 2" in r.stdout
+
+
+def test_multiworker_needs_tf_config():
+    from boneage.train import get_strategy
+
+    env = os.environ.pop("TF_CONFIG", None)
+    try:
+        with pytest.raises(SystemExit, match="TF_CONFIG"):
+            get_strategy("multiworker")
+    finally:
+        if env is not None:
+            os.environ["TF_CONFIG"] = env
