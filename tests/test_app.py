@@ -1,0 +1,374 @@
+"""The Streamlit app through ``streamlit.testing.v1.AppTest``: every page, uploads, bad input.
+
+The shipped model (``models/model.keras``) is used when present; otherwise ``$BONEAGE_MODEL``,
+the stand-in at /tmp/smoke, or a tiny model trained here on the thumbnail fixtures (~1 min).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from boneage import ui
+from boneage.paths import MODELS_DIR, SAMPLES_DIR
+from boneage.pipeline import STAGES
+
+REPO = Path(__file__).resolve().parent.parent
+TIMEOUT = 240  # first runs load TensorFlow and the model
+SAMPLE = SAMPLES_DIR / "1437.png"  # girl, reader 136 months
+
+
+def resolve_model(tmp_path_factory) -> Path | None:
+    """The model folder the app should use in tests; None means the shipped default."""
+    if (MODELS_DIR / "model.keras").is_file():
+        return None
+    env = os.environ.get("BONEAGE_MODEL")
+    for cand in ([Path(env)] if env else []) + [Path("/tmp/smoke")]:
+        if (cand / "model.keras").is_file() or (cand.suffix == ".keras" and cand.is_file()):
+            return cand
+    from boneage.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    train(TrainConfig(data=str(REPO / "tests" / "fixtures" / "thumbs"), out=str(out), backbone="tiny",
+                      pretrained=False, epochs=2, batch_size=16, val_fraction=0.25, workers=1,
+                      cache_dir=str(tmp_path_factory.mktemp("tiny_cache"))), log=lambda *a, **k: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def app_model(tmp_path_factory):
+    """Points the app at a usable model for the whole session (env var only when needed)."""
+    path = resolve_model(tmp_path_factory)
+    old = os.environ.get("BONEAGE_MODEL")
+    if path is not None:
+        os.environ["BONEAGE_MODEL"] = str(path)
+    yield path or MODELS_DIR
+    if old is None:
+        os.environ.pop("BONEAGE_MODEL", None)
+    else:
+        os.environ["BONEAGE_MODEL"] = old
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(REPO / name), default_timeout=TIMEOUT)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def by_label(widgets, label: str):
+    found = [w for w in widgets if w.label == label]
+    assert found, f"no widget labelled {label!r}: {[w.label for w in widgets]}"
+    return found[0]
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png", key: str = "predict_upload") -> AppTest:
+    at.file_uploader(key=key).set_value((name, data, mime))
+    return at.run()
+
+
+def plotly_charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def assert_bone_age(at: AppTest) -> float:
+    m = metrics(at)
+    assert "Bone age" in m, (m, errors(at))
+    value = float(m["Bone age"].split()[0])
+    assert 0 <= value <= 228
+    assert m["In years and months"].endswith(" m") and "Uncertainty (1 SD)" in m
+    return value
+
+
+# ------------------------------------------------------------------------------------ app.py & Home
+
+
+def test_app_entry_renders_home_with_sidebar(app_model):
+    at = page("app.py").run()
+    no_exception(at)
+    assert not errors(at)
+    side = " ".join(x.value for x in at.sidebar.caption) + " ".join(x.value for x in at.sidebar.warning)
+    assert ui.model_version() in side and "not for diagnosis" in side
+    assert at.title[0].value == "boneage"
+    gallery = [b for b in at.button if (b.key or "").startswith("gallery_")]
+    assert len(gallery) == len(ui.samples()) == 8
+    assert any("RSNA" in c.value for c in at.caption)  # attribution under the gallery
+
+
+def test_home_sample_click_runs_full_prediction(app_model):
+    at = page("app.py").run()
+    at.button(key="gallery_1437").click().run()
+    no_exception(at)
+    assert at.title[0].value == "Predict bone age"
+    assert_bone_age(at)
+    assert metrics(at)["Reader's bone age"] == "136 months"
+    assert at.radio(key="predict_mode").value == ui.SAMPLE_MODE
+    assert at.selectbox(key="predict_sample").value == "1437"
+
+
+def test_home_page_alone_renders(app_model):
+    at = page("pages/home.py").run()
+    no_exception(at)
+    assert not errors(at)
+    assert len([b for b in at.button if (b.key or "").startswith("gallery_")]) == 8
+
+
+# ------------------------------------------------------------------------------------ Predict
+
+
+def test_predict_page_renders_and_waits_for_input(app_model):
+    at = page("pages/predict.py").run()
+    no_exception(at)
+    assert not errors(at) and "Bone age" not in metrics(at)
+    assert any("Upload a radiograph" in i.value for i in at.info)
+
+
+def test_predict_upload_shows_bone_age_heatmap_warnings_downloads(app_model):
+    at = page("pages/predict.py").run()
+    upload(at, "hand.png", SAMPLE.read_bytes())
+    no_exception(at)
+    assert any("Choose the sex" in i.value for i in at.info)  # a PNG carries no sex
+    assert "Bone age" not in metrics(at)
+    by_label(at.radio, "Sex").set_value("F")
+    at.run()
+    no_exception(at)
+    assert_bone_age(at)
+    assert at.image, "no heatmap image"
+    # every pipeline warning is shown (or the all-clear when there are none)
+    assert at.warning or any("No warnings" in s.value for s in at.success)
+    downloads = at.get("download_button")
+    assert len(downloads) == 3
+    assert len(plotly_charts(at)) == 1  # growth chart
+
+
+def test_predict_app_and_api_give_the_same_interpretation(app_model):
+    """The app calls Predictor.predict with the same clinical inputs as the CLI/API."""
+    from boneage.predict import Predictor
+
+    at = page("pages/predict.py").run()
+    upload(at, "hand.png", SAMPLE.read_bytes())
+    by_label(at.radio, "Sex").set_value("F")
+    at.run()
+    by_label(at.radio, "Chronological age").set_value(ui.AGE_DIRECT)
+    at.run()
+    by_label(at.number_input, "Years").set_value(10)
+    by_label(at.number_input, "Months").set_value(6)
+    by_label(at.number_input, "Height (cm, optional)").set_value(140.0)
+    at.run()
+    no_exception(at)
+    assert not errors(at)
+    summary = [i.value for i in at.info if i.value.startswith("Bone age")]
+    assert summary, [i.value for i in at.info]
+    direct = Predictor.load().predict(SAMPLE, sex="F", chronological_age_months=126.0, height_cm=140.0)
+    assert summary[0] == direct.clinical.summary()
+    assert metrics(at)["Status"] == direct.clinical.status
+
+
+def test_predict_bad_uploads_show_an_error_not_an_exception(app_model):
+    at = page("pages/predict.py").run()
+    png = SAMPLE.read_bytes()
+    for name, data in (("notes.png", b"this is not a radiograph\n" * 10), ("cut.png", png[: len(png) // 3]),
+                       ("empty.dcm", b""), ("tiny.png", _png(np.zeros((8, 8), np.uint8)))):
+        upload(at, name, data)
+        no_exception(at)
+        errs = errors(at)
+        assert len(errs) == 1 and name in errs[0], (name, errs)
+        assert "Traceback" not in errs[0] and "\n" not in errs[0]
+        assert "Bone age" not in metrics(at)
+
+
+def test_predict_contradictory_dates_show_error_and_still_the_bone_age(app_model):
+    at = page("pages/predict.py").run()
+    upload(at, "hand.png", SAMPLE.read_bytes())
+    by_label(at.radio, "Sex").set_value("M")
+    by_label(at.radio, "Chronological age").set_value(ui.AGE_DATES)
+    at.run()
+    by_label(at.date_input, "Birth date").set_value(dt.date(2020, 5, 1))
+    by_label(at.date_input, "Study date").set_value(dt.date(2018, 1, 1))
+    at.run()
+    no_exception(at)
+    errs = errors(at)
+    assert len(errs) == 1 and errs[0].startswith("Clinical inputs:"), errs
+    assert_bone_age(at)
+    assert "Status" not in metrics(at)
+
+
+def test_predict_dicom_prefills_sex_and_dates(app_model):
+    at = page("pages/predict.py").run()
+    upload(at, "hand.dcm", _dicom_from(SAMPLE, PatientSex="M", PatientBirthDate="20140115", StudyDate="20250301"),
+           mime="application/dicom")
+    no_exception(at)
+    assert by_label(at.radio, "Sex").value == "M"
+    assert by_label(at.radio, "Chronological age").value == ui.AGE_DATES
+    assert by_label(at.date_input, "Birth date").value == dt.date(2014, 1, 15)
+    assert_bone_age(at)
+    summary = [i.value for i in at.info if i.value.startswith("Bone age")]
+    from boneage.clinical import chronological_age_months, format_age
+
+    ca = chronological_age_months(dt.date(2014, 1, 15), dt.date(2025, 3, 1))
+    assert summary and f"boy of chronological age {format_age(ca)}." in summary[0], summary
+
+
+# ------------------------------------------------------------------------------------ Pipeline
+
+
+def test_pipeline_page_shows_every_stage_and_reacts_to_parameters(app_model):
+    at = page("pages/pipeline.py").run()
+    no_exception(at)
+    at.radio(key="pipeline_mode").set_value(ui.SAMPLE_MODE).run()
+    no_exception(at)
+    captions = [c for img in at.image for c in img.captions if c]
+    assert len(captions) == len(STAGES)
+    assert [c.split(". ", 1)[1].split(" — ")[0] for c in captions] == list(STAGES)  # in order, named
+    assert "Rotation" in metrics(at) and "ROI boxes" in metrics(at)
+    before = next(c for c in captions if " clahe — " in c)
+    at.slider(key="pl_clip").set_value(4.0)
+    at.slider(key="pl_tiles").set_value(8)
+    at.radio(key="pl_threshold").set_value("otsu")
+    at.run()
+    no_exception(at)
+    after = [c for img in at.image for c in img.captions if c]
+    clahe = next(c for c in after if " clahe — " in c)
+    assert clahe != before and "Clip 4, 8×8 tiles" in clahe
+    assert any("Method: otsu" in c for c in after)
+    assert any("differ from the model's trained settings" in c.value for c in at.caption)
+
+
+def test_pipeline_page_bad_upload(app_model):
+    at = page("pages/pipeline.py").run()
+    upload(at, "x.jpg", b"\xff\xd8\xff\xe0 truncated jpeg", "image/jpeg", key="pipeline_upload")
+    no_exception(at)
+    assert len(errors(at)) == 1 and "x.jpg" in errors(at)[0]
+
+
+# ------------------------------------------------------------------------------------ Dataset errors
+
+
+def test_dataset_page_default_predictions_populate_every_plot(app_model):
+    at = page("pages/dataset.py").run()
+    no_exception(at)
+    assert not errors(at)
+    m = metrics(at)
+    n_total = len(pd.read_csv(ui.default_predictions_path()))
+    assert m["Images shown"] == f"{n_total} of {n_total}"
+    figs = plotly_charts(at)
+    assert len(figs) == 4
+    assert all(len(_traces(f)) >= 2 for f in figs)  # data drawn, not an empty placeholder
+    assert at.dataframe, "no MAE/bias table"
+    at.slider(key="ds_err").set_value(10).run()
+    shown, total = metrics(at)["Images shown"].split(" of ")
+    df = pd.read_csv(ui.default_predictions_path()).dropna(subset=["predicted_months"])
+    assert int(shown) == int(((df.predicted_months - df.boneage_months).abs() >= 10).sum())
+
+
+def test_dataset_page_uploaded_csv_and_worst_case_inspection(app_model, tmp_path):
+    labels = pd.read_csv(SAMPLES_DIR / "labels.csv")
+    labels["predicted_months"] = labels["boneage_months"] + np.arange(len(labels)) * 5.0 - 10
+    at = page("pages/dataset.py").run()
+    at.file_uploader(key="ds_upload").set_value(("mine.csv", labels.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    no_exception(at)
+    assert metrics(at)["Images shown"] == "8 of 8"
+    at.text_input(key="ds_folder").set_value(str(SAMPLES_DIR)).run()
+    worst_id = str(labels.loc[(labels.predicted_months - labels.boneage_months).abs().idxmax(), "id"])
+    pick = at.selectbox(key="ds_pick")
+    assert pick.options[1] == f"#{worst_id}"
+    pick.set_value(worst_id).run()
+    no_exception(at)
+    assert not errors(at)
+    caps = [c for img in at.image for c in img.captions if c]
+    assert any(c.startswith("Attention") for c in caps)
+    assert sum(" — " in c for c in caps) == len(STAGES)
+
+
+def test_dataset_page_bad_csv_shows_error(app_model):
+    at = page("pages/dataset.py").run()
+    at.file_uploader(key="ds_upload").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv"))
+    at.run()
+    no_exception(at)
+    assert len(errors(at)) == 1 and "missing column" in errors(at)[0]
+
+
+# ------------------------------------------------------------------------------------ Model
+
+
+def test_model_page_renders_card_curves_architecture(app_model):
+    at = page("pages/model.py").run()
+    no_exception(at)
+    assert not errors(at)
+    assert metrics(at)["Version"] == ui.model_version()
+    assert len(plotly_charts(at)) == 1  # training curves
+    assert any("parameters" in c.value for c in at.caption)
+    assert at.code and "Total params" in at.code[0].value
+
+
+def test_pages_degrade_gracefully_without_a_model(app_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("BONEAGE_MODEL", str(tmp_path))
+    at = page("pages/model.py").run()
+    no_exception(at)
+    assert any("No model card" in i.value for i in at.info)
+    assert any("No training history" in i.value for i in at.info)
+    errs = errors(at)
+    assert len(errs) == 1 and "no model at" in errs[0]  # architecture needs the model
+    at = page("pages/dataset.py").run()
+    no_exception(at)
+    assert any("No validation predictions" in i.value for i in at.info)
+    at = page("app.py").run()
+    no_exception(at)
+    assert any("no model found" in c.value for c in at.sidebar.caption)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _png(a: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _dicom_from(path: Path, **attrs) -> bytes:
+    from PIL import Image
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    px = (np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 16)  # 12-bit
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = px.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = px.tobytes()
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _traces(chart) -> list:
+    import json
+
+    return json.loads(chart.proto.spec)["data"]
