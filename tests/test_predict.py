@@ -1,0 +1,177 @@
+"""Prediction API, CLI and evaluation on the committed fixtures (the exact full-size path)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from boneage.paths import MODELS_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+HIRES = REPO / "tests" / "fixtures" / "hires"
+THUMBS = REPO / "tests" / "fixtures" / "thumbs"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """The shipped model when present; else a tiny one trained on the fixtures (~1 min)."""
+    if (MODELS_DIR / "model.keras").is_file():
+        return MODELS_DIR
+    from boneage.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    train(TrainConfig(data=str(THUMBS), out=str(out), backbone="tiny", pretrained=False, epochs=1, batch_size=16,
+                      val_fraction=0.25, workers=1, cache_dir=str(out / "cache")), log=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    from boneage.predict import Predictor
+
+    return Predictor.load(model_dir)
+
+
+def test_predict_full_size_radiograph(predictor):
+    r = predictor.predict(HIRES / "1437.png", sex="F")
+    assert 0 <= r.bone_age_months <= 228
+    assert r.uncertainty_months > 0
+    assert r.model_version
+    assert r.attention_map.ndim == 2 and 0 <= r.attention_map.min() and r.attention_map.max() <= 1
+    assert r.heatmap().shape == r.pipeline.stages["canonical"].shape[:2]
+    assert r.overlay_rgb().shape[-1] == 3
+    d = r.to_dict()
+    for k in ("bone_age_months", "uncertainty_months", "warnings", "model_version"):
+        assert k in d
+    json.dumps(d)  # JSON-serialisable
+
+
+def test_predict_thumbnail_and_array_input(predictor):
+    from boneage.io import load_image
+
+    r1 = predictor.predict(THUMBS / "1585.png", sex="M", tta=1)
+    img = load_image(THUMBS / "1585.png").pixels
+    r2 = predictor.predict(img, sex="M", tta=1)
+    assert r1.bone_age_months == pytest.approx(r2.bone_age_months, abs=1e-3)
+    assert r1.tta_sd_months == 0.0
+
+
+def test_tta_is_deterministic(predictor):
+    a = predictor.predict(HIRES / "2798.png", sex="M").bone_age_months
+    b = predictor.predict(HIRES / "2798.png", sex="M").bone_age_months
+    assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_sex_required_and_validated(predictor):
+    from boneage.predict import PredictionError
+
+    with pytest.raises(PredictionError, match="sex is required"):
+        predictor.predict(HIRES / "1437.png")
+    with pytest.raises(PredictionError, match="M or F"):
+        predictor.predict(HIRES / "1437.png", sex="X")
+
+
+def test_bad_file_raises_image_error(predictor, tmp_path):
+    from boneage.io import ImageError
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(ImageError):
+        predictor.predict(bad, sex="F")
+
+
+def test_clinical_fields_same_in_api_and_cli(predictor, model_dir):
+    from boneage.clinical import interpret
+
+    r = predictor.predict(HIRES / "1437.png", sex="F", chronological_age_months=130, height_cm=145)
+    assert r.clinical is not None
+    ref = interpret(r.bone_age_months, "F", chronological_age_months=130, height_cm=145)
+    assert r.clinical.to_dict() == ref.to_dict()
+    out = _cli("predict", str(HIRES / "1437.png"), "--sex", "F", "--age-months", "130", "--height-cm", "145", "--json",
+               "--model", str(model_dir))
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    assert d["bone_age_months"] == pytest.approx(round(r.bone_age_months, 1), abs=0.05)
+    for k in ("chronological_age_months", "bone_age_minus_chronological_months", "z_score", "percentile", "status",
+              "predicted_adult_height_cm", "bp_table", "method"):
+        assert k in d and d[k] == r.clinical.to_dict()[k], k
+
+
+def _cli(*args, timeout=300):
+    env = {**os.environ}
+    return subprocess.run([sys.executable, "-m", "boneage.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO, env=env)
+
+
+def test_cli_predict_json_lines(model_dir):
+    r = _cli("predict", str(HIRES / "1437.png"), str(THUMBS / "1585.png"), "--sex", "F", "--json", "--model", str(model_dir))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert len(lines) == 2
+    assert {"bone_age_months", "uncertainty_months", "warnings", "model_version"} <= set(lines[0])
+    assert r.stderr.strip() == ""  # no TensorFlow noise
+
+
+@pytest.mark.parametrize("case", ["text", "missing", "nosex"])
+def test_cli_predict_bad_input(model_dir, tmp_path, case):
+    f = tmp_path / "x.png"
+    args = [str(f), "--sex", "F"]
+    if case == "text":
+        f.write_text("hello")
+    elif case == "nosex":
+        args = [str(HIRES / "1437.png")]
+    r = _cli("predict", *args, "--model", str(model_dir))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("boneage: error:"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_evaluate_reports_missing_images(model_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    lab = pd.read_csv(HIRES / "labels.csv").head(3)
+    for i in lab["id"]:
+        (data / f"{i}.png").write_bytes((HIRES / f"{i}.png").read_bytes())
+    (data / "broken.png").write_text("nope")
+    extra = pd.DataFrame({"id": ["99999", "broken"], "boneage_months": [100, 50], "male": [True, False]})
+    pd.concat([lab, extra]).to_csv(data / "labels.csv", index=False)
+    out = tmp_path / "preds.csv"
+    r = _cli("evaluate", "--data", str(data), "--model", str(model_dir), "--out", str(out), "--tta", "2")
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["id", "boneage_months", "male", "predicted_months"]
+    assert len(df) == 5 and df["predicted_months"].notna().sum() == 3
+    m = json.loads(out.with_suffix(".json").read_text())
+    assert m["n"] == 3 and m["n_failed"] == 2
+    assert {"mae", "rmse", "bias", "mae_by_sex", "mae_by_age_band"} <= set(m)
+    assert "MAE" in r.stdout and "99999" in r.stderr and "broken" in r.stderr
+
+
+def test_summarise_reference_values():
+    from boneage.evaluate import summarise
+
+    df = pd.DataFrame({"id": list("abcd"), "boneage_months": [50, 100, 150, 200], "male": [True, False, True, False],
+                       "predicted_months": [60, 90, 150, 210]})
+    m = summarise(df)
+    assert m["mae"] == pytest.approx(7.5)
+    assert m["bias"] == pytest.approx(2.5)
+    assert m["rmse"] == pytest.approx(np.sqrt(300 / 4), abs=1e-3)  # rounded to 3 decimals
+    assert m["mae_by_sex"] == {"male": pytest.approx(5.0), "female": pytest.approx(10.0)}
+    assert m["mae_by_age_band"]["0-6 y"] == pytest.approx(10.0)
+    assert m["n_by_age_band"] == {"0-6 y": 1, "6-12 y": 1, "12-19 y": 2}
+
+
+@pytest.mark.skipif(not (MODELS_DIR / "model.keras").is_file(), reason="shipped model not present")
+def test_shipped_model_is_sane_on_hires_fixtures(predictor):
+    """A coarse accuracy floor on the 8 committed full-size radiographs (never in training)."""
+    lab = pd.read_csv(HIRES / "labels.csv")
+    err = [abs(predictor.predict(HIRES / f"{r.id}.png", sex="M" if r.male else "F").bone_age_months - r.boneage_months)
+           for r in lab.itertuples()]
+    assert np.mean(err) < 20.0, err
