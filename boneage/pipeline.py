@@ -39,7 +39,7 @@ STAGES = (
 )
 ROI_NAMES = ("middle_finger", "thumb", "carpals", "wrist")
 # Bump when a change alters the model input: it keys the training caches (boneage.data).
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -259,12 +259,21 @@ def largest_contour_mask(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
     return mask, c
 
 
-def hand_plausibility(mask: np.ndarray, contour: np.ndarray | None) -> str | None:
-    """Why the mask is not a plausible hand, or None when it is."""
+def hand_plausibility(mask: np.ndarray, contour: np.ndarray | None, binary: np.ndarray | None = None) -> str | None:
+    """Why the mask is not a plausible hand, or None when it is.
+
+    A hand is one large blob: when the largest region holds under half of the thresholded
+    foreground, the image is noise or clutter, not a radiograph of a hand.
+    """
     if contour is None:
         return "no foreground found"
     h, w = mask.shape
     frac = float(np.count_nonzero(mask)) / (h * w)
+    if binary is not None:
+        fg = np.count_nonzero(binary)
+        share = float(np.count_nonzero((mask > 0) & (binary > 0))) / fg if fg else 0.0
+        if share < 0.5:
+            return f"largest region holds only {share:.0%} of the foreground (no single hand-shaped region)"
     if frac < 0.05:
         return f"largest region covers only {frac:.0%} of the image"
     if frac > 0.85:
@@ -299,7 +308,8 @@ def fingertip(mask: np.ndarray) -> tuple[float, float]:
 def tilt_deg(tip: tuple[float, float], c: tuple[float, float]) -> float:
     """Angle (CCW positive) to rotate by so the tip stands straight above the centroid."""
     dx, dy = tip[0] - c[0], c[1] - tip[1]  # dy > 0 when the tip is above
-    return -math.degrees(math.atan2(dx, dy))
+    # A tip up and to the right needs a counter-clockwise (positive) turn.
+    return math.degrees(math.atan2(dx, dy))
 
 
 def _solidity(mask: np.ndarray) -> float:
@@ -588,8 +598,11 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> Pip
     stages["resized"] = framed
     norm = minmax_normalise(framed)
     stages["normalised"] = norm
-    if p.fix_polarity and looks_inverted(norm):
-        norm = 1.0 - norm
+    # Polarity is judged on the image itself, before letterboxing adds black bars to its border;
+    # an inverted image is flipped and framed again, so its bars are black too.
+    if p.fix_polarity and looks_inverted(minmax_normalise(img)):
+        norm = minmax_normalise(resize_to_frame(1.0 - minmax_normalise(img), p.frame_width, p.frame_height,
+                                                stretch=res.squashed_thumbnail))
         res.inverted = True
         res.warnings.append("image looked inverted (bone dark on a bright background); polarity was flipped")
     stages["polarity"] = norm
@@ -603,7 +616,7 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> Pip
     binary = threshold_mean(enh, method=p.threshold, ignore_bottom=p.ignore_bottom, ignore_right=p.ignore_right)
     stages["threshold"] = binary
     mask, contour = largest_contour_mask(binary)
-    why = hand_plausibility(mask, contour)
+    why = hand_plausibility(mask, contour, binary)
     if why:
         res.failed_stages["mask"] = why
         res.warnings.append(f"hand not found ({why}); using the whole image")
