@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run folder (model.keras, metrics.json, history.csv, …)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default="efficientnet_lite0")
     s.add_argument("--image-size", type=_size, default=(160, 128), help="HEIGHTxWIDTH of the model input (default 160x128)")
-    s.add_argument("--epochs", type=int, default=16)
+    s.add_argument("--epochs", type=int, default=14)
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--trainable-fraction", type=float, default=0.6, help="share of backbone layers trained (from the top)")
