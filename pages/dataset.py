@@ -36,10 +36,12 @@ with ui.guard("Dataset errors"):
     ba = dp.bland_altman_stats(df)
     k = st.columns(5)
     k[0].metric("Images shown", f"{m['n']} of {len(df_all)}")
-    k[1].metric("MAE", "—" if m["mae"] is None else f"{m['mae']:.1f} months")
-    k[2].metric("RMSE", "—" if m["rmse"] is None else f"{m['rmse']:.1f} months")
-    k[3].metric("Bias", "—" if m["bias"] is None else f"{m['bias']:+.1f} months")
-    k[4].metric("95% limits of agreement", "—" if ba["lower"] is None else f"{ba['lower']:+.0f} to {ba['upper']:+.0f} m")
+    k[1].metric("MAE (months)", "—" if m["mae"] is None else f"{m['mae']:.1f}")
+    k[2].metric("RMSE (months)", "—" if m["rmse"] is None else f"{m['rmse']:.1f}")
+    k[3].metric("Bias (months)", "—" if m["bias"] is None else f"{m['bias']:+.1f}",
+                help="Mean of predicted − true: positive means the model reads the skeleton as older.")
+    k[4].metric("95% limits (months)", "—" if ba["lower"] is None else f"{ba['lower']:+.0f} / {ba['upper']:+.0f}",
+                help="Bland–Altman limits of agreement: bias ± 1.96 SD of the error.")
 
     r1 = st.columns(2)
     r1[0].plotly_chart(dp.pred_vs_true_figure(df), width="stretch", key="ds_fig_scatter")

@@ -93,7 +93,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 2000})
     pg = ctx.new_page()
     pg.set_default_timeout(PAGE_TIMEOUT_MS)
     yield pg
