@@ -225,6 +225,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     meta = {
         "model_version": f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-{time.strftime('%Y%m%d')}",
         "backbone": cfg.backbone,
+        "trainable_fraction": cfg.trainable_fraction,
         "image_height": cfg.image_height,
         "image_width": cfg.image_width,
         "pipeline": params.to_dict(),
