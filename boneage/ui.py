@@ -456,12 +456,12 @@ def show_prediction(pred, src: Source) -> None:
     d1, d2, d3 = st.columns(3)
     stem = Path(src.name).stem or "boneage"
     d1.download_button("Download JSON", json.dumps(record, indent=2, default=str), f"{stem}_boneage.json",
-                       "application/json", icon=":material/download:", width="stretch")
+                       "application/json", icon=":material/download:", width="stretch", on_click="ignore")
     d2.download_button("Download CSV", prediction_csv(record), f"{stem}_boneage.csv", "text/csv",
-                       icon=":material/download:", width="stretch")
+                       icon=":material/download:", width="stretch", on_click="ignore")
     pdf_key = f"{src.digest}:{json.dumps(record, sort_keys=True, default=str)}"
     d3.download_button("Download PDF report", lambda: _pdf(pdf_key, pred, src.name), f"{stem}_boneage_report.pdf",
-                       "application/pdf", icon=":material/picture_as_pdf:", width="stretch")
+                       "application/pdf", icon=":material/picture_as_pdf:", width="stretch", on_click="ignore")
 
     with st.expander("Details: pipeline measurements, test-time augmentation, image metadata"):
         st.json({"pipeline": {k: v for k, v in pred.pipeline.summary().items() if k != "params"},

@@ -172,6 +172,15 @@ def test_every_page_and_predict_flow_in_chromium(server, page, tmp_path):
     expect(pg.get_by_test_id("stDownloadButton")).to_have_count(3)
     no_traceback(pg)
     shot(pg, "03_predict_upload")
+    for label, magic in (("JSON", b"{"), ("CSV", b"file,"), ("PDF", b"%PDF")):
+        with pg.expect_download() as dl:
+            pg.get_by_test_id("stDownloadButton").filter(has_text=label).click()
+        data = Path(dl.value.path()).read_bytes()
+        assert data.startswith(magic), (label, data[:40])
+        if label == "JSON":
+            assert 0 <= json.loads(data)["bone_age_months"] <= 228
+        idle(pg)
+    no_traceback(pg)
 
     # A bad upload shows a friendly error, not a traceback.
     bad = tmp_path / "notes.png"
