@@ -124,13 +124,16 @@ def _load_predictor(path: str, mtime: float):
     return Predictor.load(path)
 
 
-def get_predictor():
-    """The shared, cached :class:`Predictor` (reloaded when the model file changes)."""
+def _model_key() -> tuple[str, float]:
     d = model_dir()
     f = d / "model.keras"
-    mtime = f.stat().st_mtime if f.is_file() else 0.0
+    return str(d), (f.stat().st_mtime if f.is_file() else 0.0)
+
+
+def get_predictor():
+    """The shared, cached :class:`Predictor` (reloaded when the model file changes)."""
     with st.spinner("Loading the model (first use only)…"):
-        return _load_predictor(str(d), mtime)
+        return _load_predictor(*_model_key())
 
 
 def model_pipeline_params() -> PipelineParams:
@@ -244,7 +247,7 @@ def run_pipeline_cached(src: Source, params: PipelineParams):
 def _predict(key: str, _data: bytes, name: str, sex: str | None, chronological_age_months: float | None,
              birth_date: dt.date | None, study_date: dt.date | None, height_cm: float | None, model: str):
     loaded = _load(key, _data, name)
-    return get_predictor().predict(loaded, sex=sex, chronological_age_months=chronological_age_months,
+    return _load_predictor(*_model_key()).predict(loaded, sex=sex, chronological_age_months=chronological_age_months,
                                    birth_date=birth_date, study_date=study_date, height_cm=height_cm, name=name)
 
 
@@ -587,7 +590,7 @@ def model_files() -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _architecture(model: str) -> dict:
-    net = get_predictor().model
+    net = _load_predictor(*_model_key()).model
     lines: list[str] = []
     net.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
     trainable = int(sum(np.prod(w.shape) for w in net.trainable_weights))
@@ -600,3 +603,12 @@ def architecture_summary() -> dict:
     get_predictor()
     with st.spinner("Summarising the architecture…"):
         return _architecture(f"{model_dir()}:{model_version()}")
+
+
+def safe_thumbnail(path: str | Path, max_side: int = 220) -> np.ndarray | None:
+    """A thumbnail, or None when the file is not a readable image (one bad file must not hide the rest)."""
+    try:
+        return thumbnail(str(path), max_side)
+    except ImageError as e:
+        log.info("thumbnail: %s", e)
+        return None

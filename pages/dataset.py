@@ -67,16 +67,16 @@ with ui.guard("Dataset errors"):
     found = {r.id: ui.find_case_image(folder, r.id) for r in worst.itertuples()} if folder else {}
     if not worst.empty and not any(found.values()):
         st.info("Images not found in that folder; set the folder to see the worst cases.", icon=":material/image_not_supported:")
+    thumbs = {i: ui.safe_thumbnail(p, 220) for i, p in found.items() if p is not None}
     cols = st.columns(4)
     for i, r in enumerate(worst.itertuples()):
         with cols[i % 4]:
-            p = found.get(r.id)
             cap = f"#{r.id} · {r.sex} · true {r.boneage_months:.0f} m · predicted {r.predicted_months:.0f} m ({r.error:+.0f})"
-            if p is not None:
-                st.image(ui.thumbnail(str(p), 220), caption=cap, width="stretch")
+            if thumbs.get(r.id) is not None:
+                st.image(thumbs[r.id], caption=cap, width="stretch")
             else:
-                st.caption(cap)
-    choices = [r.id for r in worst.itertuples() if found.get(r.id)]
+                st.caption(cap + (" · image unreadable" if r.id in thumbs else ""))
+    choices = [r.id for r in worst.itertuples() if thumbs.get(r.id) is not None]
     if choices:
         pick = st.selectbox("Inspect a case (pipeline stages and attention)", [None, *choices], key="ds_pick",
                             format_func=lambda i: "—" if i is None else f"#{i}")

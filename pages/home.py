@@ -14,7 +14,8 @@ st.caption(ui.NOTICE)
 with ui.guard("Home"):
     st.subheader("Try it on a sample")
     st.caption("No file needed: pick a radiograph below to run the full prediction.")
-    clicked = ui.sample_gallery()
+    with st.spinner("Loading the sample radiographs…"):
+        clicked = ui.sample_gallery()
     if clicked is not None:
         st.session_state["demo_sample"] = clicked
         st.switch_page("pages/predict.py")
