@@ -192,6 +192,39 @@ def test_predict_bad_uploads_show_an_error_not_an_exception(app_model):
         assert "Bone age" not in metrics(at)
 
 
+@pytest.mark.parametrize("fmt", ["png16", "tiff16", "jpeg"])
+def test_predict_accepts_16_bit_and_other_formats(app_model, fmt):
+    import cv2
+
+    g = cv2.imread(str(SAMPLE), cv2.IMREAD_GRAYSCALE)
+    img, ext = (g, ".jpg") if fmt == "jpeg" else (g.astype(np.uint16) * 257, ".png" if fmt == "png16" else ".tif")
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    at = page("pages/predict.py").run()
+    upload(at, f"hand{ext}", buf.tobytes(), "application/octet-stream")
+    by_label(at.radio, "Sex").set_value("F")
+    at.run()
+    no_exception(at)
+    assert not errors(at)
+    assert_bone_age(at)
+
+
+def test_predict_inverted_right_hand_warnings_in_plain_words(app_model):
+    import cv2
+
+    g = cv2.imread(str(SAMPLE), cv2.IMREAD_GRAYSCALE)
+    at = page("pages/predict.py").run()
+    upload(at, "flipped.png", _png(np.ascontiguousarray(255 - g[:, ::-1])))
+    by_label(at.radio, "Sex").set_value("F")
+    at.run()
+    no_exception(at)
+    assert_bone_age(at)
+    warnings = [w.value for w in at.warning]
+    assert any("inverted" in w and "flipped" in w for w in warnings), warnings
+    assert any("right hand" in w.lower() and "mirrored" in w for w in warnings), warnings
+    assert all(w[0].isupper() and w.endswith(".") for w in warnings)
+
+
 def test_predict_contradictory_dates_show_error_and_still_the_bone_age(app_model):
     at = page("pages/predict.py").run()
     upload(at, "hand.png", SAMPLE.read_bytes())
