@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ ATTRIBUTION = ("Sample radiographs: RSNA Pediatric Bone Age Machine Learning Cha
 UPLOAD_MODE, SAMPLE_MODE = "Upload a radiograph", "Use a sample"
 UPLOAD_HELP = "PNG, JPEG, BMP, TIFF (8- or 16-bit) or DICOM; the format is read from the content."
 DISPLAY_MAX_SIDE = 900  # images are downscaled to this for the browser; keeps reruns fast
-MODEL_STAGE_NOTES = {
+STAGE_NOTES = {
     "input": "As loaded: grayscale, intensities scaled to 0–1 (16-bit kept until here).",
     "resized": "Fitted into the study's 800×1000 frame (thumbnails stretched back to the hand's aspect).",
     "normalised": "Min–max normalised so exposure differences do not reach the model.",
@@ -476,7 +475,7 @@ def show_prediction(pred, src: Source) -> None:
 
 def stage_caption(name: str, res) -> str:
     """Stage name, what it does, and what it measured."""
-    note = MODEL_STAGE_NOTES.get(name, "")
+    note = STAGE_NOTES.get(name, "")
     extra = ""
     if name == "polarity":
         extra = " Flipped." if res.inverted else " Not inverted."
@@ -565,9 +564,6 @@ def render_mapping(d, level: int = 0) -> None:
             else:
                 st.markdown("\n".join(f"- {x}" for x in v) or "_none_")
 
-
-def is_finite_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ------------------------------------------------------------------------------------ model page
