@@ -32,6 +32,7 @@ ATTRIBUTION = ("Sample radiographs: RSNA Pediatric Bone Age Machine Learning Cha
 UPLOAD_MODE, SAMPLE_MODE = "Upload a radiograph", "Use a sample"
 UPLOAD_HELP = "PNG, JPEG, BMP, TIFF (8- or 16-bit) or DICOM; the format is read from the content."
 DISPLAY_MAX_SIDE = 900  # images are downscaled to this for the browser; keeps reruns fast
+# Cached results hold every stage image (tens of MB for a large upload): keep a few per server.
 STAGE_NOTES = {
     "input": "As loaded: grayscale, intensities scaled to 0–1 (16-bit kept until here).",
     "resized": "Fitted into the study's 800×1000 frame (thumbnails stretched back to the hand's aspect).",
@@ -220,7 +221,7 @@ def thumbnail(path: str, max_side: int = 260) -> np.ndarray:
     return downscale(load_image(path).pixels, max_side)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=8)
 def _load(key: str, _data: bytes, name: str):
     return load_image(_data, name=name)
 
@@ -230,7 +231,7 @@ def load(src: Source):
     return _load(src.digest, src.data, src.name)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=12)
 def _pipeline(key: str, _data: bytes, name: str, params: dict):
     from .pipeline import run_pipeline
 
@@ -242,7 +243,7 @@ def run_pipeline_cached(src: Source, params: PipelineParams):
     return _pipeline(src.digest, src.data, src.name, params.to_dict())
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=12)
 def _predict(key: str, _data: bytes, name: str, sex: str | None, chronological_age_months: float | None,
              birth_date: dt.date | None, study_date: dt.date | None, height_cm: float | None, model: str):
     loaded = _load(key, _data, name)
