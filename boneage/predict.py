@@ -54,8 +54,14 @@ class Prediction:
         return f"{y} y {mm} m"
 
     def heatmap(self) -> np.ndarray:
-        """Attention resampled onto the aligned (canonical) image, [0, 1]."""
-        return self.pipeline.to_canonical(self.attention_map)
+        """Attention resampled onto the aligned (canonical) image, [0, 1], kept to the hand."""
+        hm = self.pipeline.to_canonical(self.attention_map)
+        mask = self.pipeline.stages.get("aligned_mask")
+        if self.pipeline.hand_found and mask is not None and mask.shape == hm.shape:
+            k = max(3, int(min(mask.shape) / 40) | 1)
+            soft = cv2.GaussianBlur(cv2.dilate(mask, np.ones((k, k), np.uint8)).astype(np.float32) / 255.0, (k, k), 0)
+            hm = hm * soft
+        return np.clip(hm, 0.0, 1.0)
 
     def overlay_rgb(self, alpha: float = 0.45, rois: bool = True) -> np.ndarray:
         """The aligned radiograph with the attention heatmap and ROI boxes (uint8 RGB)."""

@@ -157,3 +157,31 @@ def test_multiworker_needs_tf_config():
     finally:
         if env is not None:
             os.environ["TF_CONFIG"] = env
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes(tmp_path):
+    """Ctrl-C after an epoch leaves a backup; --resume continues from the next epoch."""
+    from boneage.train import TrainConfig, train
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    import boneage.train as T
+
+    cfg = dict(data=str(THUMBS), out=str(tmp_path / "run"), backbone="tiny", pretrained=False, epochs=2, batch_size=16,
+               image_height=96, image_width=80, val_fraction=0.25, workers=1, cache_dir=str(tmp_path / "cache"))
+    orig = T.EpochReport
+    T.EpochReport = lambda total, log: Stop()  # the last callback: runs after the backup is written
+    try:
+        with pytest.raises(SystemExit) as e:
+            train(TrainConfig(**cfg), log=lambda *a: None)
+        assert e.value.code == 130
+    finally:
+        T.EpochReport = orig
+    assert (tmp_path / "run" / "backup").is_dir()
+    m = train(TrainConfig(**cfg, resume=True), log=lambda *a: None)
+    hist = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
+    assert [line.split(",")[0] for line in hist[1:]] == ["0", "1"]  # epoch 0 from the first run, epoch 1 resumed
+    assert m["epochs_run"] == 2
