@@ -142,7 +142,7 @@ def cmd_train(a) -> int:
         data=a.data, out=a.out, backbone=a.backbone, image_height=h, image_width=w, epochs=a.epochs,
         batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction, pretrained=not a.no_pretrained,
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
-        resume=a.resume, limit=a.limit, workers=a.workers,
+        resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
     )
     try:
         train(cfg)
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    s.add_argument("--init-from", help="start from a trained model (run folder, .keras or .weights.h5): fine-tuning")
+    s.add_argument("--warmup-epochs", type=float, default=0.5, help="linear LR warm-up, in epochs")
     s.add_argument("--limit", type=int, help="use only the first N labelled images (smoke tests)")
     s.add_argument("--workers", type=int, help="preprocessing processes")
     s.set_defaults(func=cmd_train)

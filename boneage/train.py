@@ -47,6 +47,7 @@ class TrainConfig:
     strategy: str = "default"
     resume: bool = False
     limit: int | None = None
+    init_from: str | None = None  # start from a trained model (run folder, .keras or .weights.h5)
     workers: int | None = None
     cache_dir: str | None = None
     pipeline: dict = field(default_factory=dict)
@@ -178,6 +179,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             cfg.learning_rate * 0.05, decay_steps=total - warm, alpha=0.02, warmup_target=cfg.learning_rate, warmup_steps=warm
         )
         compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay)
+        if cfg.init_from:
+            _init_weights(model, Path(cfg.init_from), log)
 
     ckpt = out / "best.weights.h5"
     backup = out / "backup"
@@ -239,6 +242,32 @@ def train(cfg: TrainConfig, log=print) -> dict:
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     log(f"done: validation MAE {metrics['mae']:.2f} months (trivial baseline {metrics['trivial_baseline_mae']:.2f}); wrote {out}")
     return metrics
+
+
+def _init_weights(model, src: Path, log) -> None:
+    """Warm start from an earlier model of the same architecture (fine-tuning, or your own data).
+
+    Weights travel through a ``.weights.h5`` file, which Keras matches by layer structure, so
+    a source trained with a different frozen/trainable split loads all the same.
+    """
+    import tempfile
+
+    from .model import load_model
+
+    if src.is_dir():
+        cand = src / "best.weights.h5"
+        src = cand if cand.exists() else src / MODEL_FILE
+    if not src.exists():
+        raise SystemExit(f"--init-from {src}: not found")
+    if src.suffix == ".keras":
+        tmp = Path(tempfile.mkdtemp()) / "init.weights.h5"
+        load_model(src).save_weights(str(tmp))
+        src = tmp
+    try:
+        model.load_weights(str(src))
+    except Exception as e:  # noqa: BLE001 - shape/structure mismatch: say so in one line
+        raise SystemExit(f"--init-from {src}: weights do not fit this architecture ({e.__class__.__name__})") from None
+    log(f"  initialised from {src}")
 
 
 def predict_arrays(model, images_u8: np.ndarray, male: np.ndarray, batch_size: int = 64) -> np.ndarray:
