@@ -185,3 +185,19 @@ def test_interrupted_training_resumes(tmp_path):
     hist = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
     assert [line.split(",")[0] for line in hist[1:]] == ["0", "1"]  # epoch 0 from the first run, epoch 1 resumed
     assert m["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_init_from_warm_starts_and_refuses_other_architectures(tmp_path):
+    from boneage.train import TrainConfig, train
+
+    base = dict(data=str(THUMBS), backbone="tiny", pretrained=False, epochs=1, batch_size=16, image_height=96,
+                image_width=80, val_fraction=0.25, workers=1, cache_dir=str(tmp_path / "cache"))
+    train(TrainConfig(**base, out=str(tmp_path / "a")), log=lambda *a: None)
+    logs: list[str] = []
+    train(TrainConfig(**base, out=str(tmp_path / "b"), init_from=str(tmp_path / "a"), trainable_fraction=0.5), log=logs.append)
+    assert any("initialised from" in line for line in logs)
+    other = {**base, "image_height": 96, "image_width": 80}
+    with pytest.raises(SystemExit, match="do not fit"):
+        train(TrainConfig(**{**other, "backbone": "efficientnet_lite0"}, out=str(tmp_path / "c"),
+                          init_from=str(tmp_path / "a")), log=lambda *a: None)
