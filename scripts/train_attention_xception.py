@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--limit", type=int)
+    ap.add_argument("--finalize-from", help="skip caching and training: load these head weights (an interrupted "
+                                            "run's best_head.weights.h5) and write the full model and its metrics")
     a = ap.parse_args(argv)
     h, w = (int(v) for v in a.image_size.split("x"))
     out = Path(a.out)
@@ -76,6 +78,12 @@ def main(argv=None) -> int:
     z = model.get_layer("head_out")(z)
     months = model.get_layer("bone_age_months")(z)
     head = keras.Model({"features": f_in, "male": m_in}, months)
+
+    if a.finalize_from:
+        head.load_weights(a.finalize_from)
+        return _finish(model, out, prep, va, rva=va["row"].to_numpy(), ytr=ytr, yva=yva, h=h, w=w, params=params,
+                       extra={"feature_cache_seconds": None, "train_seconds": None,
+                              "stopped_early": "training interrupted for the CPU budget; best epoch's weights used"})
 
     t0 = time.time()
     print(f"caching frozen Xception features ({SPLIT_LAYER}) for {len(lab)} images …", flush=True)
@@ -113,6 +121,12 @@ def main(argv=None) -> int:
     ])
     train_s = time.time() - t1
     head.load_weights(str(ckpt))
+    return _finish(model, out, prep, va, rva=rva, ytr=ytr, yva=yva, h=h, w=w, params=params,
+                   extra={"feature_cache_seconds": round(feat_s, 1), "train_seconds": round(train_s, 1)})
+
+
+def _finish(model, out, prep, va, *, rva, ytr, yva, h, w, params, extra) -> int:
+    """Save the full Attention-Xception and measure it end to end on the validation images."""
     model.save(out / MODEL_FILE)
     full = load_model(out / MODEL_FILE)
     pred = predict_arrays(full, prep.images[rva], va["male"].to_numpy(float), batch_size=32)  # end to end
@@ -120,8 +134,10 @@ def main(argv=None) -> int:
     vp["predicted_months"] = pred
     vp.to_csv(out / "val_predictions.csv", index=False)
     m = summarise(vp)
-    m.update({"trivial_baseline_mae": float(np.mean(np.abs(yva - ytr.mean()))), "feature_cache_seconds": round(feat_s, 1),
-              "train_seconds": round(train_s, 1), "n_train": int(len(rtr)), "n_val": int(len(rva)),
+    hist = out / "history.csv"
+    epochs = len(hist.read_text().strip().splitlines()) - 1 if hist.exists() else None
+    m.update({"trivial_baseline_mae": float(np.mean(np.abs(yva - ytr.mean()))), "epochs_run": epochs,
+              "n_train": int(len(ytr)), "n_val": int(len(rva)), **extra,
               "method": f"Xception entry+middle flow frozen (ImageNet), features cached at {SPLIT_LAYER}; exit flow, "
                         "attention and head trained; no augmentation"})
     (out / "metrics.json").write_text(json.dumps(m, indent=2))
