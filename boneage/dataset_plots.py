@@ -207,11 +207,12 @@ def bland_altman_figure(df: pd.DataFrame):
                                  marker=dict(color=SEX_COLOURS[s], size=6, opacity=0.6), customdata=custom,
                                  hovertemplate=tpl))
     fig.add_hline(y=0, line=dict(color="lightgrey", width=1))
-    fig.add_hline(y=st_["bias"], line=dict(color="black", width=2),
-                  annotation_text=f"bias {st_['bias']:+.1f} m", annotation_position="top left")
+    label = dict(annotation_position="top left", annotation_bgcolor="rgba(255,255,255,0.85)")
+    fig.add_hline(y=st_["bias"], line=dict(color="black", width=2), annotation_text=f"bias {st_['bias']:+.1f} m",
+                  **label)
     for key, word in (("upper", "+1.96 SD"), ("lower", "−1.96 SD")):
         fig.add_hline(y=st_[key], line=dict(color="black", width=1, dash="dot"),
-                      annotation_text=f"{word}: {st_[key]:+.1f} m", annotation_position="top left")
+                      annotation_text=f"{word}: {st_[key]:+.1f} m", **label)
     fig.update_layout(template=TEMPLATE, title="Bland–Altman: agreement with the reader",
                       legend=dict(x=0.99, xanchor="right", y=0.99), margin=dict(l=60, r=20, t=50, b=50), height=420)
     fig.update_xaxes(title_text="Mean of predicted and true (months)")

@@ -35,7 +35,7 @@ with ui.guard("Dataset errors"):
     m = summarise(df) if len(df) else {"n": 0, "mae": None, "rmse": None, "bias": None}
     ba = dp.bland_altman_stats(df)
     k = st.columns(5)
-    k[0].metric("Images shown", f"{m['n']} of {len(df_all)}")
+    k[0].metric(f"Images shown (of {len(df_all)})", f"{m['n']}")
     k[1].metric("MAE (months)", "—" if m["mae"] is None else f"{m['mae']:.1f}")
     k[2].metric("RMSE (months)", "—" if m["rmse"] is None else f"{m['rmse']:.1f}")
     k[3].metric("Bias (months)", "—" if m["bias"] is None else f"{m['bias']:+.1f}",
