@@ -12,9 +12,10 @@ with ui.guard("Model"):
     meta = info["meta"]
     if not meta:
         st.warning(f"No model metadata (meta.json) in `{info['dir']}`.", icon=":material/warning:")
-    st.markdown(f"Version **`{meta.get('model_version', ui.model_version())}`** · folder `{info['dir']}`")
+    st.markdown(f"Version **`{meta.get('model_version', ui.model_version())}`** · backbone "
+                f"**{meta.get('backbone', '—')}** · folder `{info['dir']}`")
     k = st.columns(4)
-    k[0].metric("Backbone", meta.get("backbone", "—"))
+    k[0].metric("Epochs trained", "—" if info["history"] is None else len(info["history"]))
     k[1].metric("Validation MAE", "—" if meta.get("val_mae_months") is None else f"{meta['val_mae_months']:.1f} months")
     k[2].metric("Residual SD", "—" if meta.get("val_residual_sd_months") is None
                 else f"{meta['val_residual_sd_months']:.1f} months", help="Validation residual SD: the uncertainty floor.")

@@ -360,7 +360,8 @@ def test_model_page_renders_card_curves_architecture(app_model):
     no_exception(at)
     assert not errors(at)
     assert any(f"`{ui.model_version()}`" in md.value for md in at.markdown)
-    assert metrics(at)["Backbone"] == ui.model_meta()["backbone"]
+    assert any(f"backbone **{ui.model_meta()['backbone']}**" in md.value for md in at.markdown)
+    assert metrics(at)["Epochs trained"] == str(len(pd.read_csv(ui.model_dir() / "history.csv")))
     assert len(plotly_charts(at)) == 1  # training curves
     assert any("parameters" in c.value for c in at.caption)
     assert at.code and "Total params" in at.code[0].value
