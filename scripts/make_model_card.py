@@ -43,6 +43,29 @@ def _metric_rows(m: dict | None) -> list[str]:
     return rows
 
 
+def _command(run: Path, cfg: dict) -> str:
+    c = (f"boneage train --data ../shared/data/rsna-bone-age/train-100px --out {run} "
+         f"--backbone {cfg['backbone']} --image-size {cfg['image_height']}x{cfg['image_width']} "
+         f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['learning_rate']} "
+         f"--trainable-fraction {cfg['trainable_fraction']} --patience {cfg['patience']}")
+    if cfg.get("warmup_epochs", 0.5) != 0.5:
+        c += f" --warmup-epochs {cfg['warmup_epochs']}"
+    if cfg.get("init_from"):
+        c += f" --init-from {cfg['init_from']}"
+    return c
+
+
+def _commands(run: Path, cfg: dict) -> list[str]:
+    """The commands that reproduce the run, earlier phases (``--init-from``) first."""
+    cmds = [_command(run, cfg)]
+    src = Path(cfg["init_from"]) if cfg.get("init_from") else None
+    while src is not None and (src / "config.json").is_file():
+        c = json.loads((src / "config.json").read_text())
+        cmds.insert(0, _command(src, c))
+        src = Path(c["init_from"]) if c.get("init_from") else None
+    return cmds
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True)
@@ -89,10 +112,7 @@ def main(argv=None) -> int:
                      "epochs_run": train_m["epochs_run"], "best_epoch": train_m["best_epoch"],
                      "train_seconds": train_m["train_seconds"], "train_images_per_second": train_m["train_images_per_second"],
                      "hardware": train_m["hardware"],
-                     "command": f"boneage train --data ../shared/data/rsna-bone-age/train-100px --out {run} "
-                                f"--backbone {cfg['backbone']} --image-size {cfg['image_height']}x{cfg['image_width']} "
-                                f"--epochs {cfg['epochs']} --batch-size {cfg['batch_size']} --lr {cfg['learning_rate']} "
-                                f"--trainable-fraction {cfg['trainable_fraction']} --patience {cfg['patience']}"},
+                     "command": _commands(run, cfg)},
         "validation_thumbnails_no_tta": train_m,
         "validation_thumbnails_full_path_tta": val_e,
         "hires_40_full_size_path": hires_e,
@@ -103,6 +123,17 @@ def main(argv=None) -> int:
         "generated": time.strftime("%Y-%m-%d"),
         "not_for_clinical_use": True,
     }
+    phases = []
+    src = run
+    while src is not None and (src / "metrics.json").is_file():
+        c = json.loads((src / "config.json").read_text())
+        mm = json.loads((src / "metrics.json").read_text())
+        phases.insert(0, {"run": str(src), "epochs_run": mm.get("epochs_run"), "train_seconds": mm.get("train_seconds"),
+                          "val_mae": mm.get("mae"), "trainable_fraction": c.get("trainable_fraction"),
+                          "learning_rate": c.get("learning_rate")})
+        src = Path(c["init_from"]) if c.get("init_from") else None
+    card["training"]["phases"] = phases
+    card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2))
 
     gap = None
@@ -154,9 +185,11 @@ def main(argv=None) -> int:
               "Not the default: too slow to fine-tune end to end on 2 CPU cores (≈6–14 images/s at 160×128), and heavier at inference."]
     else:
         L += ["Not measured in this build."]
-    L += ["", "## Training", f"- command: `{card['training']['command']}`",
-          f"- {train_m['epochs_run']} epochs run (best {train_m['best_epoch']}), {train_m['train_seconds'] / 60:.0f} min on {train_m['hardware']}, "
-          f"{train_m['train_images_per_second']} training images/s (augmented, incl. validation passes)",
+    L += ["", "## Training", "- commands (in order): " + "; then ".join(f"`{c}`" for c in card["training"]["command"]),
+          *[f"- phase {i + 1}: {p['epochs_run']} epochs, {p['trainable_fraction']} of the backbone trainable, peak LR "
+            f"{p['learning_rate']}, {(p['train_seconds'] or 0) / 60:.0f} min, validation MAE {_fmt(p['val_mae'])}"
+            for i, p in enumerate(phases)],
+          f"- in all {card['training']['total_train_minutes']:.0f} min of training on {train_m['hardware']} (shared with other work)",
           "- AdamW, cosine LR with warm-up, batch 32, augmentation: flips, ±15° rotation, shift/zoom, contrast, brightness, gamma, noise",
           "", "## Prediction", "- uncertainty_months = √(validation residual SD² + TTA SD²): one standard deviation, mostly model error",
           f"- validation residual SD: {meta.get('val_residual_sd_months', 0):.2f} months"]

@@ -103,7 +103,11 @@ def test_tta_batch_keeps_the_original_first():
     b = tta_batch(img, n=5)
     assert b.shape == (5, 64, 48, 1)
     np.testing.assert_allclose(b[0, ..., 0], img)
+    np.testing.assert_allclose(b[1, ..., 0], img[:, ::-1])  # the flip
+    assert all(np.abs(b[i, ..., 0] - img).mean() > 1e-3 for i in range(1, 5))
+    np.testing.assert_array_equal(tta_batch(img, n=8), tta_batch(img, n=8))  # fixed, not random
     assert tta_batch(img, n=1).shape == (1, 64, 48, 1)
+    assert tta_batch(img, n=50).shape[0] == 8
 
 
 def _run_cli(*args, env=None, timeout=600):
