@@ -79,8 +79,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     run, out = Path(a.run), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("model.keras", "meta.json", "history.csv", "val_predictions.csv"):
+    for f in ("meta.json", "history.csv", "val_predictions.csv"):
         shutil.copy2(run / f, out / f)
+    # Ship the weights without the optimiser state (a third of the size; predictions identical).
+    from boneage.model import load_model
+
+    load_model(run / "model.keras").save(out / "model.keras")
     meta = json.loads((run / "meta.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
     train_m = json.loads((run / "metrics.json").read_text())
@@ -181,7 +185,10 @@ def main(argv=None) -> int:
     if xc:
         L += [f"Trained with `scripts/train_attention_xception.py` ({xc.get('method', '')}). Validation MAE "
               f"**{_fmt(xc.get('mae'))}** months on the same split (RMSE {_fmt(xc.get('rmse'))}, bias {_fmt(xc.get('bias'))}); "
-              f"feature caching {_fmt(xc.get('feature_cache_seconds'), 0)} s, training {_fmt(xc.get('train_seconds'), 0)} s on this CPU. "
+              + (f"feature caching {_fmt(xc.get('feature_cache_seconds'), 0)} s, training {_fmt(xc.get('train_seconds'), 0)} s on this CPU. "
+                 if xc.get("train_seconds") else
+                 f"only {xc.get('epochs_run')} epochs of exit-flow and head training ({xc.get('stopped_early', 'stopped early')}), "
+                 "so this is an under-trained Attention-Xception, not the architecture's potential. ") +
               "Not the default: too slow to fine-tune end to end on 2 CPU cores (≈6–14 images/s at 160×128), and heavier at inference."]
     else:
         L += ["Not measured in this build."]

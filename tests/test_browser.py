@@ -10,6 +10,7 @@ with the reason when Chromium or playwright is missing.
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -265,6 +266,7 @@ def test_every_page_and_predict_flow_in_chromium(server, page, tmp_path):
     expect(pg.locator(".js-plotly-plot").first).to_be_visible()
     shot(pg, "09_model_curves")
     pg.get_by_role("tab", name="Architecture").click()
-    expect(pg.get_by_text("parameters", exact=False).first).to_be_visible()
+    # The caption "<name>: 3,833,506 parameters (… trainable)"; a bare "parameters" also occurs in the card.
+    expect(pg.get_by_text(re.compile(r"[\d,]+ parameters \(")).first).to_be_visible(timeout=30_000)
     shot(pg, "10_model_architecture")
     no_traceback(pg)
