@@ -135,6 +135,19 @@ class EpochReport:
         return _CB()
 
 
+def HostValidation(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray):
+    """Callback: validation MAE computed on the host after each epoch (for distributed training)."""
+    import keras
+
+    class _CB(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                mae = float(np.mean(np.abs(predict_arrays(self.model, images_u8, male) - y)))
+                logs["val_mae"] = logs["val_loss"] = mae
+
+    return _CB()
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train, pick the best epoch by validation MAE, write the run folder; return metrics."""
     import keras
@@ -186,7 +199,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     backup = out / "backup"
     if cfg.resume and not backup.exists():
         log(f"note: --resume given but {backup} holds no interrupted run; starting fresh")
-    callbacks = [
+    callbacks = []
+    fit_val = ds_va
+    if strategy is not None:
+        # Distributed validation splits a final partial batch unevenly across replicas, which some
+        # ops refuse; validate on the host instead (same numbers, logged as val_mae/val_loss).
+        callbacks.append(HostValidation(xi_va, mva, yva))
+        fit_val = None
+    callbacks += [
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_mae", mode="min", save_best_only=True, save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
@@ -198,7 +218,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     log(f"training {model.name} ({model.count_params() / 1e6:.1f} M parameters) for up to {cfg.epochs} epochs, {steps} steps each …")
     t_train = time.time()
     try:
-        model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=1 if _tty() else 2)
+        model.fit(ds_tr, validation_data=fit_val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=1 if _tty() else 2)
     except KeyboardInterrupt:
         log(f"\ninterrupted: the last finished epoch is kept in {backup}; continue with the same command plus --resume")
         raise SystemExit(130) from None
