@@ -97,14 +97,15 @@ class Prediction:
 
 
 def _normalise_sex(sex) -> str | None:
+    """'M'/'F' (one rule for the whole package: boneage.clinical.normalise_sex), None when not given."""
+    from .clinical import ClinicalInputError, normalise_sex
+
     if sex is None:
         return None
-    s = str(sex).strip().lower()
-    if s in {"m", "male", "boy", "1", "true"}:
-        return "M"
-    if s in {"f", "female", "girl", "0", "false"}:
-        return "F"
-    raise PredictionError(f"sex must be M or F, got {sex!r}")
+    try:
+        return normalise_sex(sex)
+    except ClinicalInputError:
+        raise PredictionError(f"sex must be M or F, got {sex!r}") from None
 
 
 class Predictor:
