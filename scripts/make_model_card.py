@@ -151,7 +151,7 @@ def main(argv=None) -> int:
         "## What it is",
         f"An attention CNN that reads a hand radiograph (after boneage's preprocessing pipeline) and the child's sex and "
         f"returns bone age in months. Backbone **{meta['backbone']}** (ImageNet-initialised from offline weights, "
-        f"{cfg.get('trainable_fraction')} of its layers fine-tuned), a learned spatial attention map that weights the last "
+        f"{cfg.get('trainable_fraction', 1.0):.0%} of its layers fine-tuned in the last phase), a learned spatial attention map that weights the last "
         f"feature maps before pooling, a small dense branch for sex, one linear output; MAE loss. Input "
         f"{meta['image_height']}×{meta['image_width']} grayscale (the hand masked, aligned and cropped by `boneage.pipeline`).",
         "",
