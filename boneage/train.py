@@ -106,33 +106,29 @@ def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-class EpochReport:
-    """A one-line summary per epoch with the overall ETA (Keras' bar only knows the epoch)."""
+def EpochReport(total_epochs: int, log):
+    """Callback: a one-line summary per epoch with the overall ETA (Keras' bar only knows the epoch)."""
+    import keras
 
-    def __new__(cls, total_epochs: int, log):
-        import keras
+    class _CB(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0, self.best, self.start_epoch = time.time(), math.inf, None
 
-        class _CB(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.t0 = time.time()
-                self.best = math.inf
-                self.start_epoch = None
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.start_epoch is None:
+                self.start_epoch = epoch  # a resumed run starts past 0
 
-            def on_epoch_begin(self, epoch, logs=None):
-                if self.start_epoch is None:
-                    self.start_epoch = epoch
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            done = epoch + 1 - self.start_epoch
+            el = time.time() - self.t0
+            eta = el / done * (total_epochs - epoch - 1)
+            v = logs.get("val_mae", math.nan)
+            self.best = min(self.best, v)
+            log(f"epoch {epoch + 1}/{total_epochs}: train MAE {logs.get('mae', math.nan):.2f}, val MAE {v:.2f} "
+                f"(best {self.best:.2f}) months; elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min")
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                done = epoch + 1 - self.start_epoch
-                el = time.time() - self.t0
-                eta = el / done * (total_epochs - epoch - 1)
-                v = logs.get("val_mae", math.nan)
-                self.best = min(self.best, v)
-                log(f"epoch {epoch + 1}/{total_epochs}: train MAE {logs.get('mae', math.nan):.2f}, val MAE {v:.2f} "
-                    f"(best {self.best:.2f}) months; elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min")
-
-        return _CB()
+    return _CB()
 
 
 def HostValidation(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray):
