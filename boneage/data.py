@@ -1,6 +1,6 @@
 """Datasets in the RSNA layout: ``labels.csv`` beside (or above) the image files.
 
-Preprocessing is the expensive part, so :func:`build_cache` runs :func:`boneage.pipeline.prepare`
+Preprocessing is the expensive part, so :func:`build_cache` runs :func:`boneage.pipeline.run_pipeline`
 (the same function prediction uses) once per image and stores the model inputs as uint8 in an
 ``.npz`` keyed by the pipeline parameters; epochs then read arrays, not files.
 """
@@ -103,10 +103,6 @@ class Prepared:
 
     images: np.ndarray  # uint8 (N, H, W)
     labels: pd.DataFrame  # id, boneage_months, male, ok, error, hand_found, laterality
-
-    @property
-    def ok(self) -> np.ndarray:
-        return self.labels["ok"].to_numpy(bool)
 
 
 def _prepare_one(args) -> tuple[np.ndarray | None, str, bool, str]:

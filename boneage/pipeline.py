@@ -446,7 +446,7 @@ def detect_laterality(mask_aligned: np.ndarray, margin: float = 0.02) -> str:
     return "left" if d > 0 else "right"
 
 
-def extract_rois(mask: np.ndarray, contour: np.ndarray | None = None) -> tuple[dict[str, tuple[int, int, int, int]], list[str]]:
+def extract_rois(mask: np.ndarray) -> tuple[dict[str, tuple[int, int, int, int]], list[str]]:
     """ROI boxes from the convex hull and its convexity defects (aligned, canonical left hand).
 
     The defects are the valleys between digits; the deepest one low on the thumb side is the
@@ -455,9 +455,8 @@ def extract_rois(mask: np.ndarray, contour: np.ndarray | None = None) -> tuple[d
     """
     notes: list[str] = []
     h, w = mask.shape
-    if contour is None:
-        cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        contour = max(cs, key=cv2.contourArea) if cs else None
+    cs, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(cs, key=cv2.contourArea) if cs else None
     if contour is None or len(contour) < 5:
         return {}, ["no hand contour for ROI extraction"]
     x0, y0, bw, bh = cv2.boundingRect(contour)
@@ -641,7 +640,6 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> Pip
         aligned, amask = enh, mask
     res.rotation_deg = float(angle)
     stages["aligned"] = aligned
-    stages["aligned_mask"] = amask
 
     # Laterality: canonical is the left hand (thumb on the image's right).
     if res.hand_found:
@@ -655,6 +653,7 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> Pip
         canonical, cmask = np.ascontiguousarray(aligned[:, ::-1]), np.ascontiguousarray(amask[:, ::-1])
         res.mirrored = True
         res.warnings.append("right hand detected; mirrored to the standard left-hand view")
+    stages["aligned_mask"] = cmask  # the mask in the canonical (possibly mirrored) frame
     stages["canonical"] = canonical
 
     if res.hand_found:
@@ -664,15 +663,7 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> Pip
         res.rois = rois
         res.warnings.extend(f"ROI: {n}" for n in notes)
     else:
-        h, w = canonical.shape
-        res.rois = {}
         res.failed_stages["rois"] = "no hand mask"
     stages["rois"] = draw_rois(canonical, res.rois)
-    stages["aligned_mask"] = cmask
     stages["model_input"], res.model_box = model_crop(canonical, cmask if res.hand_found else None, p)
     return res
-
-
-def prepare(image: np.ndarray, params: PipelineParams | None = None) -> np.ndarray:
-    """Model input only: the one function training, evaluation and prediction call."""
-    return run_pipeline(image, params).model_input

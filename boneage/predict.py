@@ -193,7 +193,7 @@ class Predictor:
         res = run_pipeline(pixels, params or self.params)
         n = DEFAULT_TTA if tta is None else max(1, int(tta))
         batch = tta_batch(res.model_input, n=n)
-        months, att = self._run(batch[..., None] if batch.ndim == 3 else batch, 1.0 if sx == "M" else 0.0)
+        months, att = self._run(batch, 1.0 if sx == "M" else 0.0)
         est = float(np.mean(months))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Prepared, build_cache, split
+from .data import build_cache, split
 from .pipeline import PipelineParams
 
 MODEL_FILE = "model.keras"
@@ -232,8 +232,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
     metrics = summarise(vp)
     metrics["trivial_baseline_mae"] = float(np.mean(np.abs(yva - ytr.mean())))
-    images_per_s = (len(tr) * len(pd.read_csv(out / "history.csv"))) / max(train_s, 1e-9)
     hist = pd.read_csv(out / "history.csv")
+    images_per_s = len(tr) * len(hist) / max(train_s, 1e-9)
     metrics.update({
         "n_train": int(len(tr)), "n_val": int(len(va)), "epochs_run": int(len(hist)),
         "best_epoch": int(hist["val_mae"].idxmin()) + 1 if len(hist) else None,

@@ -88,10 +88,9 @@ def main(argv=None) -> int:
     t0 = time.time()
     print(f"caching frozen Xception features ({SPLIT_LAYER}) for {len(lab)} images …", flush=True)
     feats = np.zeros((len(prep.images), *frozen.output.shape[1:]), np.float16)
-    fn = frozen.predict_on_batch if keras.backend.backend() != "tensorflow" else None
     for i in range(0, len(prep.images), 64):
         x = prep.images[i : i + 64].astype("float32")[..., None] / 255.0
-        feats[i : i + 64] = np.asarray(frozen(x, training=False) if fn is None else fn(x))
+        feats[i : i + 64] = keras.ops.convert_to_numpy(frozen(x, training=False))
         if (i // 64) % 20 == 0:
             print(f"  {i + len(x)}/{len(prep.images)} ({time.time() - t0:.0f} s)", flush=True)
     feat_s = time.time() - t0
