@@ -41,8 +41,16 @@ class Clip01(layers.Layer):
 
 def augmenter(seed: int = 0, *, rotation_deg: float = 15.0, shift: float = 0.06, zoom: float = 0.10,
               flip: bool = True, contrast: float = 0.2, brightness: float = 0.1, gamma: float = 0.25,
-              noise: float = 0.02) -> keras.Sequential:
-    """Training augmentation for (N, H, W, 1) images in [0, 1]; active only with ``training=True``."""
+              noise: float = 0.02, strength: float = 1.0) -> keras.Sequential:
+    """Training augmentation for (N, H, W, 1) images in [0, 1]; active only with ``training=True``.
+
+    ``strength`` scales every range at once (0 = flips only): the pipeline already aligns the hand,
+    so a lighter setting lets a fine-tuning phase fit the images more closely.
+    """
+    if strength < 0:
+        raise ValueError(f"augmentation strength must be ≥ 0, got {strength}")
+    rotation_deg, shift, zoom = rotation_deg * strength, shift * strength, zoom * strength
+    contrast, brightness, gamma, noise = contrast * strength, brightness * strength, gamma * strength, noise * strength
     seq = []
     if flip:
         seq.append(layers.RandomFlip("horizontal", seed=seed))

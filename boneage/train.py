@@ -38,6 +38,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_epochs: float = 0.5
+    augment_strength: float = 1.0  # scales every augmentation range (see boneage.augment.augmenter)
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     pretrained: bool = True
@@ -79,7 +80,8 @@ def get_strategy(name: str):
     raise SystemExit(f"unknown --strategy {name!r} (default, mirrored, multiworker)")
 
 
-def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int = 0):
+def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int = 0,
+                 augment_strength: float = 1.0):
     """``tf.data`` over the cached model inputs; augmentation per batch when training."""
     import tensorflow as tf
 
@@ -97,7 +99,7 @@ def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
 
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
-        aug = augmenter(seed)
+        aug = augmenter(seed, strength=augment_strength)
 
         def augment(x, t):
             return {"image": aug(x["image"], training=True), "male": x["male"]}, t
@@ -171,7 +173,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     ytr, yva = tr["boneage_months"].to_numpy(float), va["boneage_months"].to_numpy(float)
     mtr, mva = tr["male"].to_numpy(float), va["male"].to_numpy(float)
 
-    ds_tr = make_dataset(xi_tr, mtr, ytr, batch_size=cfg.batch_size, training=True, seed=cfg.seed)
+    ds_tr = make_dataset(xi_tr, mtr, ytr, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
+                         augment_strength=cfg.augment_strength)
     ds_va = make_dataset(xi_va, mva, yva, batch_size=cfg.batch_size, training=False)
     steps = math.ceil(len(tr) / cfg.batch_size)
 

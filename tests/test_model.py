@@ -98,6 +98,16 @@ def test_augmenter_is_seeded_and_stays_in_range(tmp_path):
     assert out.stat().st_size > 1000
 
 
+def test_augment_strength_scales_the_change():
+    x = np.repeat(np.linspace(0.1, 0.9, 64 * 48, dtype=np.float32).reshape(1, 64, 48, 1), 8, axis=0)
+    change = {s: float(np.abs(keras.ops.convert_to_numpy(augmenter(seed=5, flip=False, strength=s)(x, training=True)) - x).mean())
+              for s in (0.0, 0.3, 1.0)}
+    assert change[0.0] < 1e-6  # nothing left to vary
+    assert 0 < change[0.3] < change[1.0]
+    with pytest.raises(ValueError, match="strength"):
+        augmenter(strength=-1)
+
+
 def test_tta_batch_keeps_the_original_first():
     img = np.random.default_rng(0).random((64, 48), dtype=np.float32)
     b = tta_batch(img, n=5)
@@ -120,8 +130,9 @@ def test_train_one_epoch_smoke_on_64_images(tmp_path):
     out = tmp_path / "run"
     r = _run_cli("train", "--data", str(THUMBS), "--out", str(out), "--backbone", "tiny", "--no-pretrained",
                  "--epochs", "1", "--batch-size", "16", "--image-size", "96x80", "--val-fraction", "0.25", "--workers", "1",
-                 env={"BONEAGE_CACHE": str(tmp_path / "cache")})
+                 "--augment-strength", "0.5", env={"BONEAGE_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["augment_strength"] == 0.5
     for f in ("model.keras", "meta.json", "metrics.json", "history.csv", "val_predictions.csv", "config.json"):
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
@@ -130,6 +141,13 @@ def test_train_one_epoch_smoke_on_64_images(tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["pipeline"]["model_height"] == 96 and meta["pipeline"]["model_width"] == 80
     assert "Traceback" not in r.stderr and "I0000" not in r.stderr
+
+
+def test_train_cli_refuses_negative_augmentation(tmp_path):
+    r = _run_cli("train", "--data", str(THUMBS), "--out", str(tmp_path / "run"), "--augment-strength", "-1")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["boneage: error: --augment-strength must be ≥ 0 (got -1.0)"]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
