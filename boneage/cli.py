@@ -138,6 +138,8 @@ def cmd_train(a) -> int:
     from .train import TrainConfig, train
 
     h, w = a.image_size
+    if not 0 <= a.ema < 1:
+        return _fail(f"--ema must be in [0, 1) (got {a.ema})")
     if a.augment_strength < 0:
         return _fail(f"--augment-strength must be ≥ 0 (got {a.augment_strength})")
     cfg = TrainConfig(
@@ -145,7 +147,7 @@ def cmd_train(a) -> int:
         batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction, pretrained=not a.no_pretrained,
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
-        augment_strength=a.augment_strength,
+        augment_strength=a.augment_strength, ema_momentum=a.ema,
     )
     try:
         train(cfg)
@@ -210,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup-epochs", type=float, default=0.5, help="linear LR warm-up, in epochs")
     s.add_argument("--augment-strength", type=float, default=1.0,
                    help="scale of every augmentation range (1 = default; 0.5 for a closer-fitting fine-tuning phase)")
+    s.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                   help="keep a moving average of the weights (e.g. 0.995) and validate/ship it (default 0 = off)")
     s.add_argument("--limit", type=int, help="use only the first N labelled images (smoke tests)")
     s.add_argument("--workers", type=int, help="preprocessing processes")
     s.set_defaults(func=cmd_train)

@@ -84,10 +84,16 @@ def build_model(
     return keras.Model({"image": image, "male": male}, months, name=f"attention_{backbone}")
 
 
-def compile_model(model: keras.Model, learning_rate=1e-3, weight_decay: float = 1e-4) -> keras.Model:
-    """AdamW and MAE (the study's loss, and the figure clinicians read)."""
+def compile_model(model: keras.Model, learning_rate=1e-3, weight_decay: float = 1e-4, ema_momentum: float = 0.0) -> keras.Model:
+    """AdamW and MAE (the study's loss, and the figure clinicians read).
+
+    ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak averaging),
+    which smooths the step-to-step noise of small-batch training; see ``boneage.train``.
+    """
+    ema = ema_momentum > 0
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=1.0),
+        optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=1.0,
+                                         use_ema=ema, ema_momentum=ema_momentum if ema else 0.99),
         loss="mean_absolute_error",
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
     )

@@ -39,6 +39,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     warmup_epochs: float = 0.5
     augment_strength: float = 1.0  # scales every augmentation range (see boneage.augment.augmenter)
+    ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship the moving average of the weights
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     pretrained: bool = True
@@ -190,7 +191,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         lr = keras.optimizers.schedules.CosineDecay(
             cfg.learning_rate * 0.05, decay_steps=total - warm, alpha=0.02, warmup_target=cfg.learning_rate, warmup_steps=warm
         )
-        compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay)
+        compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay, ema_momentum=cfg.ema_momentum)
         if cfg.init_from:
             _init_weights(model, Path(cfg.init_from), log)
 
@@ -198,7 +199,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     backup = out / "backup"
     if cfg.resume and not backup.exists():
         log(f"note: --resume given but {backup} holds no interrupted run; starting fresh")
-    callbacks = []
+    # Order matters: the backup keeps the raw weights; then the EMA weights (if any) are swapped
+    # in, so host validation, the best checkpoint and early stopping all judge the average.
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True)]
+    if cfg.ema_momentum > 0:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     fit_val = ds_va
     if strategy is not None:
         # Distributed validation splits a final partial batch unevenly across replicas, which some
@@ -206,7 +211,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
         callbacks.append(HostValidation(xi_va, mva, yva))
         fit_val = None
     callbacks += [
-        keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_mae", mode="min", save_best_only=True, save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),

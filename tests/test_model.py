@@ -143,11 +143,30 @@ def test_train_one_epoch_smoke_on_64_images(tmp_path):
     assert "Traceback" not in r.stderr and "I0000" not in r.stderr
 
 
+@pytest.mark.slow
+def test_ema_weights_are_the_ones_validated_and_shipped(tmp_path):
+    """With --ema the best checkpoint holds the averaged weights that validation scored."""
+    import pandas as pd
+
+    from boneage.train import TrainConfig, train
+
+    out = tmp_path / "run"
+    m = train(TrainConfig(data=str(THUMBS), out=str(out), backbone="tiny", pretrained=False, epochs=2, batch_size=8,
+                          image_height=96, image_width=80, val_fraction=0.25, limit=48, workers=1, ema_momentum=0.9,
+                          cache_dir=str(tmp_path / "cache")), log=lambda *_: None)
+    hist = pd.read_csv(out / "history.csv")
+    assert len(hist) == 2
+    assert m["mae"] == pytest.approx(hist["val_mae"].min(), abs=0.05)  # shipped == best validated (EMA) weights
+    assert json.loads((out / "config.json").read_text())["ema_momentum"] == 0.9
+
+
 def test_train_cli_refuses_negative_augmentation(tmp_path):
     r = _run_cli("train", "--data", str(THUMBS), "--out", str(tmp_path / "run"), "--augment-strength", "-1")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["boneage: error: --augment-strength must be ≥ 0 (got -1.0)"]
     assert not (tmp_path / "run").exists()
+    r = _run_cli("train", "--data", str(THUMBS), "--out", str(tmp_path / "run"), "--ema", "1.5")
+    assert r.returncode == 2 and "--ema must be in [0, 1)" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
