@@ -170,6 +170,27 @@ def test_looks_inverted():
     assert P.looks_inverted(1.0 - img)
 
 
+def test_film_on_grey_surround_is_not_inverted():
+    """A scanned film on a grey light-box surround: the ring is brighter than the centre, but bone
+    is brighter still, so the image must not be flipped (the old test flipped such films)."""
+    from boneage.io import load_image
+
+    hand = P.minmax_normalise(load_image(HIRES_PATHS[0]).pixels.astype(np.float32))
+    small = cv2.resize(hand, (hand.shape[1] // 2, hand.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    film = np.full_like(hand, 0.05)  # the film's own dark background around a smaller hand
+    y0, x0 = hand.shape[0] // 4, hand.shape[1] // 4
+    film[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = np.maximum(small, 0.05)
+    pad = hand.shape[0] // 6
+    film = cv2.copyMakeBorder(film, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.45)
+    h, w = film.shape
+    ring_only = np.median(np.concatenate([film[: h // 16].ravel(), film[:, : w // 16].ravel()]))
+    centre = np.median(film[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4])
+    assert ring_only > centre + 0.05  # what fooled the ring-vs-centre test alone
+    assert not P.looks_inverted(film)
+    assert not run_pipeline(film).inverted
+    assert P.looks_inverted(1.0 - hand)  # a plain inverted radiograph is still caught
+
+
 def test_denoise_methods():
     rng = np.random.default_rng(2)
     clean = np.full((64, 64), 100, np.uint8)
