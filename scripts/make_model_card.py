@@ -50,6 +50,10 @@ def _command(run: Path, cfg: dict) -> str:
          f"--trainable-fraction {cfg['trainable_fraction']} --patience {cfg['patience']}")
     if cfg.get("warmup_epochs", 0.5) != 0.5:
         c += f" --warmup-epochs {cfg['warmup_epochs']}"
+    if cfg.get("augment_strength", 1.0) != 1.0:
+        c += f" --augment-strength {cfg['augment_strength']}"
+    if cfg.get("ema_momentum", 0.0):
+        c += f" --ema {cfg['ema_momentum']}"
     if cfg.get("init_from"):
         c += f" --init-from {cfg['init_from']}"
     return c
@@ -134,7 +138,8 @@ def main(argv=None) -> int:
         mm = json.loads((src / "metrics.json").read_text())
         phases.insert(0, {"run": str(src), "epochs_run": mm.get("epochs_run"), "train_seconds": mm.get("train_seconds"),
                           "val_mae": mm.get("mae"), "trainable_fraction": c.get("trainable_fraction"),
-                          "learning_rate": c.get("learning_rate")})
+                          "learning_rate": c.get("learning_rate"), "augment_strength": c.get("augment_strength", 1.0),
+                          "ema_momentum": c.get("ema_momentum", 0.0)})
         src = Path(c["init_from"]) if c.get("init_from") else None
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
@@ -194,10 +199,13 @@ def main(argv=None) -> int:
         L += ["Not measured in this build."]
     L += ["", "## Training", "- commands (in order): " + "; then ".join(f"`{c}`" for c in card["training"]["command"]),
           *[f"- phase {i + 1}: {p['epochs_run']} epochs, {p['trainable_fraction']} of the backbone trainable, peak LR "
-            f"{p['learning_rate']}, {(p['train_seconds'] or 0) / 60:.0f} min, validation MAE {_fmt(p['val_mae'])}"
+            f"{p['learning_rate']}, augmentation ×{p['augment_strength']}"
+            + (f", weight EMA {p['ema_momentum']}" if p["ema_momentum"] else "")
+            + f", {(p['train_seconds'] or 0) / 60:.0f} min, validation MAE {_fmt(p['val_mae'])} (no TTA)"
             for i, p in enumerate(phases)],
           f"- in all {card['training']['total_train_minutes']:.0f} min of training on {train_m['hardware']} (shared with other work)",
-          "- AdamW, cosine LR with warm-up, batch 32, augmentation: flips, ±15° rotation, shift/zoom, contrast, brightness, gamma, noise",
+          "- AdamW, cosine LR with warm-up, batch 32; augmentation at ×1: flips, ±15° rotation, ±6 % shift, ±10 % zoom, "
+          "contrast, brightness, gamma, noise (later phases scale every range by the factor above, so the model fits closer)",
           "", "## Prediction", "- uncertainty_months = √(validation residual SD² + TTA SD²): one standard deviation, mostly model error",
           f"- validation residual SD: {meta.get('val_residual_sd_months', 0):.2f} months"]
     if bench:
