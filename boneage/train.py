@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .data import build_cache, split
-from .pipeline import PipelineParams
+from .pipeline import PIPELINE_VERSION, PipelineParams
 
 MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
@@ -255,6 +255,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "image_height": cfg.image_height,
         "image_width": cfg.image_width,
         "pipeline": params.to_dict(),
+        "pipeline_version": PIPELINE_VERSION,
         "label_mean_months": float(ytr.mean()),
         "label_sd_months": float(ytr.std()),
         "val_residual_sd_months": float(np.std(pred - yva)),

@@ -140,6 +140,9 @@ def test_train_one_epoch_smoke_on_64_images(tmp_path):
     assert np.isfinite(metrics["mae"])
     meta = json.loads((out / "meta.json").read_text())
     assert meta["pipeline"]["model_height"] == 96 and meta["pipeline"]["model_width"] == 80
+    from boneage.pipeline import PIPELINE_VERSION
+
+    assert meta["pipeline_version"] == PIPELINE_VERSION  # which preprocessing the weights were trained on
     assert "Traceback" not in r.stderr and "I0000" not in r.stderr
 
 
