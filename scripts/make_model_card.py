@@ -139,7 +139,8 @@ def main(argv=None) -> int:
         phases.insert(0, {"run": str(src), "epochs_run": mm.get("epochs_run"), "train_seconds": mm.get("train_seconds"),
                           "val_mae": mm.get("mae"), "trainable_fraction": c.get("trainable_fraction"),
                           "learning_rate": c.get("learning_rate"), "augment_strength": c.get("augment_strength", 1.0),
-                          "ema_momentum": c.get("ema_momentum", 0.0)})
+                          "ema_momentum": c.get("ema_momentum", 0.0),
+                          "pipeline_version": (_load(str(src / "meta.json")) or {}).get("pipeline_version")})
         src = Path(c["init_from"]) if c.get("init_from") else None
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
@@ -203,6 +204,7 @@ def main(argv=None) -> int:
           *[f"- phase {i + 1}: {p['epochs_run']} epochs, {p['trainable_fraction']} of the backbone trainable, peak LR "
             f"{p['learning_rate']}, augmentation ×{p['augment_strength']}"
             + (f", weight EMA {p['ema_momentum']}" if p["ema_momentum"] else "")
+            + (f", inputs from pipeline version {p['pipeline_version']}" if p.get("pipeline_version") else "")
             + f", {(p['train_seconds'] or 0) / 60:.0f} min, validation MAE {_fmt(p['val_mae'])} (no TTA)"
             for i, p in enumerate(phases)],
           f"- in all {card['training']['total_train_minutes']:.0f} min of training on {train_m['hardware']} (shared with other work)",
