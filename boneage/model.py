@@ -90,10 +90,9 @@ def compile_model(model: keras.Model, learning_rate=1e-3, weight_decay: float = 
     ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak averaging),
     which smooths the step-to-step noise of small-batch training; see ``boneage.train``.
     """
-    ema = ema_momentum > 0
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=1.0,
-                                         use_ema=ema, ema_momentum=ema_momentum if ema else 0.99),
+                                         use_ema=ema_momentum > 0, ema_momentum=ema_momentum),
         loss="mean_absolute_error",
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
     )
