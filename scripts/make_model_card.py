@@ -59,15 +59,15 @@ def _command(run: Path, cfg: dict) -> str:
     return c
 
 
-def _commands(run: Path, cfg: dict) -> list[str]:
-    """The commands that reproduce the run, earlier phases (``--init-from``) first."""
-    cmds = [_command(run, cfg)]
-    src = Path(cfg["init_from"]) if cfg.get("init_from") else None
+def _phases(run: Path) -> list[tuple[Path, dict]]:
+    """The run and the runs it was fine-tuned from (``--init-from``), earliest first, with their configs."""
+    chain = []
+    src: Path | None = run
     while src is not None and (src / "config.json").is_file():
         c = json.loads((src / "config.json").read_text())
-        cmds.insert(0, _command(src, c))
+        chain.insert(0, (src, c))
         src = Path(c["init_from"]) if c.get("init_from") else None
-    return cmds
+    return chain
 
 
 def main(argv=None) -> int:
@@ -90,7 +90,8 @@ def main(argv=None) -> int:
 
     load_model(run / "model.keras").save(out / "model.keras")
     meta = json.loads((run / "meta.json").read_text())
-    cfg = json.loads((run / "config.json").read_text())
+    chain = _phases(run)
+    cfg = chain[-1][1]
     train_m = json.loads((run / "metrics.json").read_text())
     val_e, hires_e, xc, bench = _load(a.val_eval), _load(a.hires_eval), _load(a.xception), _load(a.bench)
     benchmarks = {k: v for k, v in {"prediction (bench/predict.py)": bench,
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
                      "epochs_run": train_m["epochs_run"], "best_epoch": train_m["best_epoch"],
                      "train_seconds": train_m["train_seconds"], "train_images_per_second": train_m["train_images_per_second"],
                      "hardware": train_m["hardware"],
-                     "command": _commands(run, cfg)},
+                     "command": [_command(src, c) for src, c in chain]},
         "validation_thumbnails_no_tta": train_m,
         "validation_thumbnails_full_path_tta": val_e,
         "hires_40_full_size_path": hires_e,
@@ -132,16 +133,15 @@ def main(argv=None) -> int:
         "not_for_clinical_use": True,
     }
     phases = []
-    src = run
-    while src is not None and (src / "metrics.json").is_file():
-        c = json.loads((src / "config.json").read_text())
-        mm = json.loads((src / "metrics.json").read_text())
+    for src, c in reversed(chain):  # back from the shipped run, as far as phases finished (have metrics)
+        mm = _load(str(src / "metrics.json"))
+        if mm is None:
+            break
         phases.insert(0, {"run": str(src), "epochs_run": mm.get("epochs_run"), "train_seconds": mm.get("train_seconds"),
                           "val_mae": mm.get("mae"), "trainable_fraction": c.get("trainable_fraction"),
                           "learning_rate": c.get("learning_rate"), "augment_strength": c.get("augment_strength", 1.0),
                           "ema_momentum": c.get("ema_momentum", 0.0),
                           "pipeline_version": (_load(str(src / "meta.json")) or {}).get("pipeline_version")})
-        src = Path(c["init_from"]) if c.get("init_from") else None
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2))
