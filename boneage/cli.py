@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 EXIT_BAD_INPUT = 2
+EXIT_NOT_ACCEPTED = 3  # some image was read but refused by the acceptance check, none unreadable
 
 
 def _fail(msg: str) -> int:
@@ -77,6 +78,7 @@ def cmd_pipeline(a) -> int:
 
 
 def cmd_predict(a) -> int:
+    from .acceptance import NotAcceptedError
     from .clinical import ClinicalInputError
     from .io import ImageError
     from .predict import PredictionError, Predictor
@@ -85,26 +87,35 @@ def cmd_predict(a) -> int:
         pred = Predictor.load(a.model)
     except PredictionError as e:
         return _fail(str(e))
-    rc = 0
+    bad = refused = False
     for f in a.files:
         try:
             r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=a.age_months, birth_date=a.birth_date,
-                             study_date=a.study_date, height_cm=a.height_cm)
+                             study_date=a.study_date, height_cm=a.height_cm, accept_unusual=a.accept_unusual)
+        except NotAcceptedError as e:
+            print(f"{f}: not accepted: {e.reason}", file=sys.stderr, flush=True)
+            if a.json:
+                print(json.dumps({"file": str(f), "accepted": False, "reason": e.reason,
+                                  "scores": {k: round(v, 4) for k, v in e.scores.items()}}), flush=True)
+            refused = True
+            continue
         except (ImageError, PredictionError, ClinicalInputError) as e:
             msg = str(e)
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
-            rc = EXIT_BAD_INPUT
+            bad = True
             continue
         if a.json:
             print(json.dumps({"file": str(f), **r.to_dict()}), flush=True)
         else:
-            print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} "
+            spread = (f"90% interval {r.interval_90_months[0]:.0f}–{r.interval_90_months[1]:.0f}"
+                      if r.interval_90_months is not None else f"± {r.uncertainty_months:.1f}")
+            print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}), {spread} "
                   f"[{r.sex}, model {r.model_version}]")
             if r.clinical is not None:
                 print(f"  {r.clinical.summary()}")
             for w in r.warnings:
                 print(f"  warning: {w}")
-    return rc
+    return EXIT_BAD_INPUT if bad else EXIT_NOT_ACCEPTED if refused else 0
 
 
 def cmd_evaluate(a) -> int:
@@ -123,9 +134,12 @@ def cmd_evaluate(a) -> int:
     json_path.write_text(json.dumps(m, indent=2))
     for p in m["problems"]:
         print(f"  skipped: {p}", file=sys.stderr)
-    print(f"{m['n']} of {m['n_listed']} images predicted ({m['n_failed']} failed) with {m['model_version']}")
+    print(f"{m['n']} of {m['n_listed']} images predicted ({m['n_failed']} failed, {m['n_refused']} not accepted as a "
+          f"child's hand radiograph) with {m['model_version']}")
     if m["n"]:
-        print(f"MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f} months")
+        print(f"MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f} months (accepted images only)")
+        if m.get("interval_90_coverage") is not None:
+            print(f"90% interval coverage {100 * m['interval_90_coverage']:.1f}%, mean width {m['interval_90_mean_width']:.1f} months")
         print("MAE by sex: " + ", ".join(f"{k} {v:.2f}" for k, v in m["mae_by_sex"].items() if v is not None))
         print("MAE by age band: " + ", ".join(f"{k} {v:.2f} (n={m['n_by_age_band'][k]})" for k, v in m["mae_by_age_band"].items() if v is not None))
     print(json.dumps({k: v for k, v in m.items() if k != "problems"}))
@@ -172,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--denoise", choices=["median", "gaussian", "none"], default="median")
     s.set_defaults(func=cmd_pipeline)
 
-    s = sub.add_parser("predict", help="bone age for one or more radiographs")
+    s = sub.add_parser("predict", help="bone age for one or more radiographs",
+                       description="Exit status: 0 all predicted; 2 some file unreadable or bad input; "
+                                   "3 some image not accepted as a child's hand radiograph (and none unreadable).")
     s.add_argument("files", nargs="+")
     s.add_argument("--sex", choices=["M", "F", "m", "f"], help="required unless the DICOM says")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -182,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--birth-date", type=_date)
     s.add_argument("--study-date", type=_date)
     s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
+    s.add_argument("--accept-unusual", action="store_true",
+                   help="research use: predict even when the image does not look like a child's hand radiograph "
+                        "(the output says so)")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("evaluate", help="predict every image of a labelled folder and report errors")

@@ -2,6 +2,9 @@
 
 Every row of ``labels.csv`` goes raw file → loader → pipeline → model (with TTA), the same
 calls the app makes; images listed but missing or unreadable are reported and counted.
+Images the acceptance check refuses (:mod:`boneage.acceptance`) stay in the CSV as rows with an
+empty ``predicted_months`` and their ``reason``, and are counted apart (``n_refused``): the MAE
+is over accepted images only, so a refusal can never hide in, or flatter, the error figures.
 """
 from __future__ import annotations
 
@@ -34,6 +37,10 @@ def summarise(df: pd.DataFrame) -> dict:
         sel = (ba >= lo) & (ba < hi)
         out["mae_by_age_band"][name] = _r(np.mean(np.abs(err[sel]))) if sel.any() else None
         out["n_by_age_band"][name] = int(sel.sum())
+    if "interval_low_months" in d and d["interval_low_months"].notna().any():
+        lo_, hi_ = d["interval_low_months"].to_numpy(float), d["interval_high_months"].to_numpy(float)
+        out["interval_90_coverage"] = _r(np.mean((ba >= lo_) & (ba <= hi_)))
+        out["interval_90_mean_width"] = _r(np.mean(hi_ - lo_))
     return out
 
 
@@ -56,6 +63,7 @@ def _r(v) -> float:
 def evaluate(data_dir: str | Path, *, model_path: str | Path | None = None, tta: int | None = None, progress: bool = True,
              limit: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Predict every labelled image through :class:`boneage.predict.Predictor`."""
+    from .acceptance import NotAcceptedError
     from .data import find_image, image_dir, read_labels
     from .io import ImageError
     from .predict import Predictor
@@ -71,21 +79,32 @@ def evaluate(data_dir: str | Path, *, model_path: str | Path | None = None, tta:
         from tqdm.auto import tqdm
 
         it = tqdm(it, total=len(df), desc="evaluating", unit="img")
+    n_refused = 0
     for r in it:
         p = find_image(folder, str(r.id))
-        value = np.nan
+        row = {"id": r.id, "boneage_months": r.boneage_months, "male": bool(r.male), "predicted_months": np.nan,
+               "tta_sd_months": np.nan, "interval_low_months": np.nan, "interval_high_months": np.nan, "reason": ""}
         if p is None:
             problems.append(f"{r.id}: image missing in {folder}")
+            row["reason"] = "image missing"
         else:
             try:
-                value = pred.predict(p, sex="M" if r.male else "F", tta=tta).bone_age_months
+                pr = pred.predict(p, sex="M" if r.male else "F", tta=tta)
+                row.update(predicted_months=pr.bone_age_months, tta_sd_months=pr.tta_sd_months)
+                if pr.interval_90_months is not None:
+                    row.update(interval_low_months=pr.interval_90_months[0], interval_high_months=pr.interval_90_months[1])
+            except NotAcceptedError as e:
+                row["reason"] = f"not accepted: {e.reason}"
+                n_refused += 1
             except ImageError as e:
                 problems.append(str(e))
-        rows.append({"id": r.id, "boneage_months": r.boneage_months, "male": bool(r.male), "predicted_months": value})
+                row["reason"] = f"unreadable: {e}"
+        rows.append(row)
     out = pd.DataFrame(rows)
     metrics = summarise(out)
     metrics["n_listed"] = int(len(df))
-    metrics["n_failed"] = int(out["predicted_months"].isna().sum())
+    metrics["n_refused"] = n_refused
+    metrics["n_failed"] = int(out["predicted_months"].isna().sum()) - n_refused
     metrics["problems"] = problems
     metrics["model_version"] = pred.model_version
     return out, metrics

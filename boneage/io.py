@@ -62,6 +62,9 @@ class ImageMeta:
     patient_age_months: float | None = None
     pixel_spacing_mm: tuple[float, float] | None = None
     warnings: list[str] = field(default_factory=list)
+    # Hasler–Süsstrunk colourfulness of the source (0 for gray): evidence for the acceptance check
+    # (boneage.acceptance), which refuses colour photographs; the pixels themselves are gray.
+    colourfulness: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-friendly copy: dates as ISO strings, spacing as a list."""
@@ -276,6 +279,7 @@ def _load_raster(data: bytes, label: str, kind: str) -> LoadedImage:
         width, height = im.size
         _check_dims(width, height, label)
         warnings: list[str] = []
+        info: dict = {}
         n_frames = getattr(im, "n_frames", 1)
         if n_frames > 1:
             warnings.append(f"file holds {n_frames} images; using the first")
@@ -285,9 +289,9 @@ def _load_raster(data: bytes, label: str, kind: str) -> LoadedImage:
         try:
             if bit_depth > 8 and mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 # PIL reduces 16-bit colour PNG/TIFF to 8-bit RGB; OpenCV keeps the full depth.
-                gray = _decode_cv2(data, label, kind, warnings)
+                gray = _decode_cv2(data, label, kind, warnings, info)
             else:
-                gray = _pil_to_gray(im, warnings)
+                gray = _pil_to_gray(im, warnings, info)
         except (OSError, SyntaxError, EOFError, ValueError, IndexError, struct.error) as exc:
             if isinstance(exc, ImageError):
                 raise
@@ -303,6 +307,7 @@ def _load_raster(data: bytes, label: str, kind: str) -> LoadedImage:
     meta = ImageMeta(
         source=label, format=kind, width=w, height=h, bit_depth=bit_depth,
         photometric=mode, inverted_by_loader=False, warnings=warnings,
+        colourfulness=float(info.get("colourfulness", 0.0)),
     )
     return LoadedImage(_normalise(gray, label), meta)
 
@@ -356,7 +361,7 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a))
 
 
-def _pil_to_gray(im, warnings: list[str]) -> np.ndarray:
+def _pil_to_gray(im, warnings: list[str], info: dict | None = None) -> np.ndarray:
     """PIL image -> 2-D float64 gray at the source precision (forces the full decode)."""
     im.seek(0)
     im.load()  # raises OSError on truncated data (LOAD_TRUNCATED_IMAGES stays False)
@@ -375,10 +380,10 @@ def _pil_to_gray(im, warnings: list[str]) -> np.ndarray:
     if im.mode == "RGBa":
         im = im.convert("RGBA")
     a = np.asarray(im).astype(np.float64)
-    return _channels_to_gray(a, 255.0, rgb_order=True, warnings=warnings)
+    return _channels_to_gray(a, 255.0, rgb_order=True, warnings=warnings, info=info)
 
 
-def _decode_cv2(data: bytes, label: str, kind: str, warnings: list[str]) -> np.ndarray:
+def _decode_cv2(data: bytes, label: str, kind: str, warnings: list[str], info: dict | None = None) -> np.ndarray:
     import cv2
 
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -388,11 +393,15 @@ def _decode_cv2(data: bytes, label: str, kind: str, warnings: list[str]) -> np.n
     if a.ndim == 2:
         return a
     full = float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else 1.0
-    return _channels_to_gray(a, full, rgb_order=False, warnings=warnings)
+    return _channels_to_gray(a, full, rgb_order=False, warnings=warnings, info=info)
 
 
-def _channels_to_gray(a: np.ndarray, alpha_full: float, *, rgb_order: bool, warnings: list[str]) -> np.ndarray:
-    """(H, W, C) -> (H, W): luminance, alpha composited over black (see module docstring)."""
+def _channels_to_gray(a: np.ndarray, alpha_full: float, *, rgb_order: bool, warnings: list[str],
+                      info: dict | None = None) -> np.ndarray:
+    """(H, W, C) -> (H, W): luminance, alpha composited over black (see module docstring).
+
+    ``info["colourfulness"]`` receives the colour image's colourfulness on a 0–255 scale.
+    """
     if a.ndim == 2:
         return a
     c = a.shape[2]
@@ -407,6 +416,10 @@ def _channels_to_gray(a: np.ndarray, alpha_full: float, *, rgb_order: bool, warn
         r, g, b = (a[..., 0], a[..., 1], a[..., 2]) if rgb_order else (a[..., 2], a[..., 1], a[..., 0])
         gray = _LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b
         spread = float(np.max(np.abs(r - g)) + np.max(np.abs(g - b)))
+        if info is not None:
+            from .acceptance import colourfulness
+
+            info["colourfulness"] = colourfulness(np.stack([r, g, b], axis=-1) * (255.0 / alpha_full))
         if spread > 0.05 * alpha_full:
             warnings.append("colour image converted to gray (luminance)")
     if alpha is not None and float(alpha.min()) < 1.0:
@@ -484,6 +497,7 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise ImageError(f"{label}: DICOM pixel data has unexpected shape {raw.shape}")
+    raw = _dicom_stored_bits(raw, ds, tsuid, label, warnings)
 
     valid = _dicom_non_padding(raw, ds, warnings)
     values = apply_modality_lut(raw, ds).astype(np.float64)
@@ -495,6 +509,7 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
             if v.size and float(v.max()) != float(v.min()):
                 warnings.append("DICOM window leaves a blank image; ignored it (min-max used)")
                 windowed = values
+        windowed = _dicom_window_clipping(values, windowed, valid, photometric == "MONOCHROME1", warnings)
     pixels = _normalise(windowed, label, valid)
 
     inverted = photometric == "MONOCHROME1"
@@ -521,6 +536,86 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
         warnings=warnings,
     )
     return LoadedImage(pixels, meta)
+
+
+_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+
+
+def _dicom_stored_bits(raw: np.ndarray, ds, tsuid: str, label: str, warnings: list[str]) -> np.ndarray:
+    """Stored values beyond ``BitsStored``: read them whole when that is certainly right.
+
+    pydicom masks each value to ``BitsStored`` bits, as the standard says. When the header
+    understates the depth (e.g. BitsStored 8 over 12-bit data) that mask wraps the picture: a
+    hand measured 137 months read correctly came out at 160, with no warning. For uncompressed
+    unsigned data the raw words are checked: high bits set where no overlay plane is declared
+    in them means the header is wrong, so every bit is used and that is said. Signed data with
+    such bits cannot be sign-extended with any certainty and is refused. Overlays stored in the
+    unused high bits (retired, but still written by old modalities) stay masked out.
+    """
+    alloc = _int_or(ds.get("BitsAllocated", 0), 0)
+    stored = _int_or(ds.get("BitsStored", alloc), alloc)
+    if alloc not in (16, 32) or not 0 < stored < alloc or tsuid not in _UNCOMPRESSED or "PixelData" not in ds:
+        return raw
+    rows, cols = raw.shape
+    data = ds.PixelData
+    n = rows * cols
+    dt = np.dtype(f"{'>' if tsuid == '1.2.840.10008.1.2.2' else '<'}u{alloc // 8}")
+    if len(data) < n * dt.itemsize:
+        return raw
+    full = np.frombuffer(data, dt, count=n).reshape(rows, cols)
+    high = full >> stored
+    if not high.any():
+        return raw
+    overlay_bits = {int(ds[g, 0x0102].value) for g in range(0x6000, 0x6020, 2)
+                    if (g, 0x0102) in ds and (g, 0x3000) not in ds and ds[g, 0x0102].value is not None}
+    if any(b >= stored for b in overlay_bits):
+        warnings.append("overlay plane stored in the pixel data's unused high bits; left out of the image")
+        return raw
+    if _int_or(ds.get("PixelRepresentation", 0), 0) == 1:
+        raise ImageError(f"{label}: DICOM pixel values use more bits than BitsStored ({stored}) in signed data; "
+                         "the picture cannot be read safely (fix the header: BitsStored/HighBit)")
+    used = int(full.max()).bit_length()
+    warnings.append(f"DICOM pixel values use {used} bits but BitsStored says {stored}; read all {used} bits "
+                    f"(the header was wrong: masking to {stored} bits would wrap the picture)")
+    return full.astype(np.int64 if alloc == 32 else np.int32)
+
+
+def _dicom_window_clipping(values: np.ndarray, windowed: np.ndarray, valid: np.ndarray | None, mono1: bool,
+                           warnings: list[str]) -> np.ndarray:
+    """A VOI window that saturates most of the subject is ignored (full range used), and said.
+
+    The window is a display choice; the model was trained on full-range (min-max) pictures, and a
+    narrow window that saturates the hand turned a reading into 96.5 months, "delayed", Z −2.85.
+    The subject is approximated as the pixels on the bright side (as displayed) of an Otsu
+    threshold of the stored values; when over half of them sit at one end of the window and
+    their stored values differ (the window destroyed real detail, not a flat collimator
+    border), the window is dropped. Moderate clipping (e.g. dense markers) is left alone.
+    """
+    v = (values if valid is None else values[valid]).ravel()
+    w = (windowed if valid is None else windowed[valid]).ravel()
+    if v.size < 64 or float(v.max()) == float(v.min()) or float(w.max()) == float(w.min()):
+        return windowed
+    import cv2
+
+    lo_v, hi_v = float(np.percentile(v, 1)), float(np.percentile(v, 99))
+    if hi_v <= lo_v:
+        return windowed
+    u8 = np.clip((v - lo_v) / (hi_v - lo_v) * 255, 0, 255).astype(np.uint8).reshape(-1, 1)
+    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    subject = (u8[:, 0] <= t) if mono1 else (u8[:, 0] > t)
+    if subject.sum() < 32:
+        return windowed
+    ws, vs = w[subject], v[subject]
+    for end, name in ((float(w.max()), "bright"), (float(w.min()), "dark")):
+        at_end = ws == end
+        share = float(at_end.mean())
+        if share > 0.5:
+            p5, p95 = np.percentile(vs[at_end], (5, 95))
+            if (p95 - p5) > 0.1 * (hi_v - lo_v):
+                warnings.append(f"DICOM window saturates {share:.0%} of the subject ({name}); ignored it "
+                                "(full range used, as the model was trained)")
+                return values
+    return windowed
 
 
 def _infer_transfer_syntax(ds) -> str:

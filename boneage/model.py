@@ -104,5 +104,15 @@ def with_attention_output(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.output, model.get_layer("attention_map").output])
 
 
+def with_explanation_outputs(model: keras.Model) -> keras.Model:
+    """Same weights, three outputs: months, the attention map and the attention-pooled features.
+
+    The pooled features are what the acceptance check (:mod:`boneage.acceptance`) compares with
+    the training radiographs'; reading them costs nothing extra in the same forward pass.
+    """
+    return keras.Model(model.inputs, [model.output, model.get_layer("attention_map").output,
+                                      model.get_layer("attention_pool").output])
+
+
 def load_model(path) -> keras.Model:
     return keras.saving.load_model(str(path), compile=False, custom_objects={"AttentionPooling": AttentionPooling})

@@ -7,6 +7,7 @@ all Streamlit sessions.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -19,6 +20,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .acceptance import AcceptanceCheck, NotAcceptedError, Verdict, image_scores, model_scores, pipeline_scores, unchecked
+from .intervals import IntervalTable
 from .io import ImageError, ImageMeta, LoadedImage, load_image
 from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
@@ -46,6 +49,8 @@ class Prediction:
     image_meta: ImageMeta | None = None
     clinical: Any = None  # boneage.clinical.ClinicalInterpretation | None
     tta_predictions: list[float] = field(default_factory=list)
+    acceptance: Verdict | None = None  # the acceptance check's verdict (boneage.acceptance)
+    interval_90_months: tuple[float, float] | None = None  # calibrated 90 % interval (boneage.intervals)
 
     @property
     def bone_age_years_text(self) -> str:
@@ -79,9 +84,12 @@ class Prediction:
     def to_dict(self) -> dict:
         """JSON-friendly summary (the CLI's ``--json`` line)."""
         d = {
+            "accepted": True,
             "bone_age_months": round(self.bone_age_months, 1),
             "bone_age_years": round(self.bone_age_months / 12.0, 2),
             "uncertainty_months": round(self.uncertainty_months, 1),
+            "interval_90_months": ([round(v, 1) for v in self.interval_90_months]
+                                   if self.interval_90_months is not None else None),
             "tta_sd_months": round(self.tta_sd_months, 2),
             "sex": self.sex,
             "warnings": list(self.warnings),
@@ -89,6 +97,9 @@ class Prediction:
             "pipeline": {k: v for k, v in self.pipeline.summary().items() if k in
                          ("rotation_deg", "laterality", "mirrored", "inverted", "hand_found", "rois")},
         }
+        if self.acceptance is not None and self.acceptance.overridden:
+            d["accepted_unusual"] = True
+            d["not_accepted_reason"] = self.acceptance.reason
         if self.image_meta is not None:
             d["source"] = self.image_meta.source
         if self.clinical is not None:
@@ -108,11 +119,26 @@ def _normalise_sex(sex) -> str | None:
         raise PredictionError(f"sex must be M or F, got {sex!r}") from None
 
 
+@dataclass
+class Examination:
+    """Everything measured on one image before any decision: the loaded picture, the pipeline's
+    result, the model's TTA outputs and every acceptance score (what ``predict`` and the
+    acceptance calibration both use, so they cannot drift apart)."""
+
+    pixels: np.ndarray
+    meta: ImageMeta | None
+    pipeline: PipelineResult
+    tta_months: np.ndarray  # (n,)
+    attention: np.ndarray  # first copy's attention map, model grid
+    pooled: np.ndarray  # first copy's (un-augmented) attention-pooled features
+    scores: dict[str, float]
+
+
 class Predictor:
     """A loaded model bundle (``model.keras`` + ``meta.json``), ready to predict."""
 
     def __init__(self, model, meta: dict, path: Path):
-        from .model import with_attention_output
+        from .model import with_explanation_outputs
 
         self.model = model
         self.meta = meta
@@ -120,7 +146,9 @@ class Predictor:
         self.params = PipelineParams.from_dict(meta.get("pipeline"))
         self.model_version = meta.get("model_version", path.stem)
         self.residual_sd = float(meta.get("val_residual_sd_months", 0.0))
-        self._net = with_attention_output(model)
+        self.acceptance: AcceptanceCheck | None = AcceptanceCheck.load(path.parent)
+        self.intervals: IntervalTable | None = IntervalTable.load(path.parent)
+        self._net = with_explanation_outputs(model)
         self._fn = self._compile(self._net)
         self._lock = threading.Lock()
 
@@ -150,11 +178,62 @@ class Predictor:
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         return cls(load_model(model_file), meta, model_file)
 
-    def _run(self, images: np.ndarray, male: float) -> tuple[np.ndarray, np.ndarray]:
-        x = {"image": images.astype(np.float32), "male": np.full((len(images), 1), male, np.float32)}
+    def _run(self, images: np.ndarray, male) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One forward pass; ``male`` is one value for the whole batch or one per image."""
+        m = np.broadcast_to(np.asarray(male, np.float32).reshape(-1, 1), (len(images), 1))
+        x = {"image": images.astype(np.float32), "male": np.ascontiguousarray(m)}
         with self._lock:
-            months, att = self._fn(x)
-        return np.asarray(months).reshape(-1), np.asarray(att)[..., 0]
+            months, att, pooled = self._fn(x)
+        return np.asarray(months).reshape(-1), np.asarray(att)[..., 0], np.asarray(pooled)
+
+    def _read(self, image, name: str | None) -> tuple[np.ndarray, ImageMeta | None]:
+        if isinstance(image, LoadedImage):
+            return image.pixels, image.meta
+        if isinstance(image, np.ndarray):
+            return image, None
+        loaded = load_image(image, name=name)
+        return loaded.pixels, loaded.meta
+
+    def examine(self, pixels: np.ndarray, meta: ImageMeta | None, sex: str, *, tta: int | None = None,
+                params: PipelineParams | None = None) -> Examination:
+        """Pipeline, model with TTA and every acceptance score for one loaded image (no decision)."""
+        return self.examine_many([(pixels, meta, sex)], tta=tta, params=params)[0]
+
+    def examine_many(self, items: list[tuple[np.ndarray, ImageMeta | None, str]], *, tta: int | None = None,
+                     params: PipelineParams | None = None) -> list[Examination]:
+        """:meth:`examine` for several images with one forward pass (the calibration sweep's path:
+        batching the TTA copies of 8 thumbnails is ≈ 2× faster per image than one at a time)."""
+        from .augment import tta_batch
+
+        n = DEFAULT_TTA if tta is None else max(1, int(tta))
+        prepared = []
+        for pixels, meta, _ in items:
+            scores = image_scores(pixels, meta.colourfulness if meta is not None else 0.0)
+            res = run_pipeline(pixels, params or self.params)
+            scores.update(pipeline_scores(res))
+            prepared.append((res, scores))
+        batch = np.concatenate([tta_batch(res.model_input, n=n) for res, _ in prepared])
+        male = np.repeat([1.0 if sex == "M" else 0.0 for _, _, sex in items], n)
+        months, att, pooled = self._run(batch, male)
+        space = self.acceptance.space if self.acceptance else None
+        out = []
+        for i, ((pixels, meta, _), (res, scores)) in enumerate(zip(items, prepared)):
+            mo = months[i * n : (i + 1) * n]
+            tta_sd = float(np.std(mo)) if n > 1 else 0.0
+            scores.update(model_scores(pooled[i * n], tta_sd, space))
+            out.append(Examination(pixels, meta, res, mo, att[i * n], pooled[i * n], scores))
+        return out
+
+    def judge(self, ex: Examination, *, accept_unusual: bool = False, label: str | None = None) -> Verdict:
+        """The acceptance verdict; raises NotAcceptedError when refused unless ``accept_unusual``."""
+        if self.acceptance is None:
+            return unchecked(ex.scores)
+        v = self.acceptance.judge(ex.scores)
+        if not v.accepted:
+            if not accept_unusual:
+                raise NotAcceptedError(v, label)
+            v = dataclasses.replace(v, overridden=True)
+        return v
 
     def predict(
         self,
@@ -168,19 +247,13 @@ class Predictor:
         height_cm: float | None = None,
         name: str | None = None,
         params: PipelineParams | None = None,
+        accept_unusual: bool = False,
     ) -> Prediction:
         """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError
-        with a one-line message for bad input."""
-        from .augment import tta_batch
-
-        meta: ImageMeta | None = None
-        if isinstance(image, LoadedImage):
-            pixels, meta = image.pixels, image.meta
-        elif isinstance(image, np.ndarray):
-            pixels = image
-        else:
-            loaded = load_image(image, name=name)
-            pixels, meta = loaded.pixels, loaded.meta
+        with a one-line message for bad input, and NotAcceptedError (an ImageError carrying the
+        reason and scores) when the image does not look like a child's hand radiograph.
+        ``accept_unusual=True`` (research use) predicts anyway and says so in the warnings."""
+        pixels, meta = self._read(image, name)
         sx = _normalise_sex(sex) or _normalise_sex(meta.sex if meta else None)
         if sx is None:
             raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
@@ -190,32 +263,38 @@ class Predictor:
             if chronological_age_months is None and birth_date is None and meta.patient_age_months is not None:
                 chronological_age_months = meta.patient_age_months
 
-        res = run_pipeline(pixels, params or self.params)
-        n = DEFAULT_TTA if tta is None else max(1, int(tta))
-        batch = tta_batch(res.model_input, n=n)
-        months, att = self._run(batch, 1.0 if sx == "M" else 0.0)
+        ex = self.examine(pixels, meta, sx, tta=tta, params=params)
+        label = meta.source if meta is not None else name
+        verdict = self.judge(ex, accept_unusual=accept_unusual, label=label)
+        res, months, n = ex.pipeline, ex.tta_months, len(ex.tta_months)
         est = float(np.mean(months))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
         warnings = list(meta.warnings if meta else []) + list(res.warnings)
+        if verdict.overridden:
+            warnings.insert(0, f"not accepted as a child's hand radiograph ({verdict.reason}); "
+                               "predicted anyway because unusual images were allowed (research use)")
+        elif not verdict.checked:
+            warnings.append("this model bundle has no acceptance calibration: the image was not checked")
         if tta_sd > LOW_CONFIDENCE_TTA_SD:
             warnings.append(f"low confidence: slightly perturbed copies of the image disagree by ±{tta_sd:.1f} months")
         if est < 0 or est > 228:
             warnings.append("estimate lies outside the training range (0–19 years); clipped")
             est = float(np.clip(est, 0, 228))
+        interval = self.intervals.interval(est, sx, tta_sd) if self.intervals is not None else None
         clin = None
         if chronological_age_months is not None or birth_date is not None or study_date is not None or height_cm is not None:
             from .clinical import interpret
 
             clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
                              study_date=study_date, height_cm=height_cm)
-        a = att[0]
+        a = ex.attention
         a = (a - a.min()) / (a.max() - a.min() + 1e-9)
         return Prediction(
             bone_age_months=est, uncertainty_months=unc, tta_sd_months=tta_sd, sex=sx, model_version=self.model_version,
             warnings=warnings, attention_map=a.astype(np.float32), pipeline=res, image_meta=meta, clinical=clin,
-            tta_predictions=[float(v) for v in months],
+            tta_predictions=[float(v) for v in months], acceptance=verdict, interval_90_months=interval,
         )
 
 
-__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError"]
+__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError", "NotAcceptedError", "Examination"]

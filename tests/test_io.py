@@ -480,12 +480,14 @@ def test_dicom_bad_metadata_becomes_warnings():
 
 def test_dicom_window_applied_then_minmax():
     raw = dicom_ramp(hi=4095)
-    ds = make_dicom(raw, WindowCenter="2048", WindowWidth="1024")
+    # A window that clips part of the range (not most of the subject: see the clipping tests below).
+    ds = make_dicom(raw, WindowCenter="2048", WindowWidth="3000")
     img = load_image(dicom_bytes(ds))
-    lo, hi = 2048 - 512, 2048 + 512
+    lo, hi = 2048 - 1500, 2048 + 1500
     assert np.all(img.pixels[raw < lo] == 0) and np.all(img.pixels[raw > hi] == 1)
     mid = (raw > lo + 10) & (raw < hi - 10)
-    np.testing.assert_allclose(img.pixels[mid], (raw[mid] - (lo - 0.5)) / 1023, atol=2e-3)
+    np.testing.assert_allclose(img.pixels[mid], (raw[mid] - (lo - 0.5)) / 2999, atol=2e-3)
+    assert not any("window" in w for w in img.meta.warnings)
 
 
 def test_dicom_monochrome1_inverted():
@@ -499,11 +501,11 @@ def test_dicom_monochrome1_inverted():
 
 def test_dicom_monochrome1_inverted_after_window():
     raw = dicom_ramp(hi=4095)
-    ds = make_dicom(raw, photometric="MONOCHROME1", WindowCenter="1000", WindowWidth="500")
+    ds = make_dicom(raw, photometric="MONOCHROME1", WindowCenter="2048", WindowWidth="3000")
     img = load_image(dicom_bytes(ds))
-    as_m2 = load_image(dicom_bytes(make_dicom(raw, WindowCenter="1000", WindowWidth="500")))
+    as_m2 = load_image(dicom_bytes(make_dicom(raw, WindowCenter="2048", WindowWidth="3000")))
     np.testing.assert_allclose(img.pixels, 1.0 - as_m2.pixels, atol=1e-6)
-    assert np.all(img.pixels[raw > 1300] == 0)  # above the window: black after inversion
+    assert np.all(img.pixels[raw > 3600] == 0)  # above the window: black after inversion
 
 
 def test_dicom_16bit_signed_with_intercept():
@@ -690,3 +692,61 @@ def test_fuzzed_headers_only_raise_image_error():
             else:
                 assert img.pixels.dtype == np.float32 and img.pixels.ndim == 2
                 assert 0.0 <= img.pixels.min() and img.pixels.max() <= 1.0
+
+
+# --------------------------------------------------------------------------- DICOM sanity (issue 10)
+
+
+def _hand_like(h: int = 120, w: int = 100, hi: int = 4095) -> np.ndarray:
+    """Dark background with a bright, textured 'hand' block (stored values spread over 1500–4095)."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(50, 200, (h, w)).astype(np.uint16)
+    yy, xx = np.mgrid[0:h, 0:w]
+    a[20:100, 25:75] = (1500 + (hi - 1500) * ((yy[20:100, 25:75] + xx[20:100, 25:75]) % 37) / 36).astype(np.uint16)
+    return a
+
+
+def test_dicom_bits_stored_understated_is_read_whole_and_said():
+    raw = _hand_like()
+    truth = load_image(dicom_bytes(make_dicom(raw, bits_stored=12)))
+    wrong = make_dicom(raw, bits_stored=8)  # 12-bit data, header says 8: pydicom alone wraps it
+    img = load_image(dicom_bytes(wrong), name="bits.dcm")
+    np.testing.assert_allclose(img.pixels, truth.pixels, atol=1e-6)
+    assert any("BitsStored says 8" in w and "12 bits" in w for w in img.meta.warnings)
+    assert not any("BitsStored" in w for w in truth.meta.warnings)
+
+
+def test_dicom_bits_stored_understated_signed_is_refused():
+    raw = _hand_like().astype(np.int16)
+    expect_error(dicom_bytes(make_dicom(raw, bits_stored=8, signed=True)), "BitsStored", name="s.dcm")
+
+
+def test_dicom_high_bit_overlay_stays_masked():
+    raw = _hand_like(hi=4000)
+    with_overlay = raw | (np.uint16(1) << 15) * ((np.arange(raw.size).reshape(raw.shape) % 50) == 0)
+    ds = make_dicom(with_overlay.astype(np.uint16), bits_stored=12)
+    ds.add_new((0x6000, 0x0102), "US", 15)  # OverlayBitPosition: the overlay lives in bit 15
+    img = load_image(dicom_bytes(ds))
+    np.testing.assert_allclose(img.pixels, load_image(dicom_bytes(make_dicom(raw, bits_stored=12))).pixels, atol=1e-6)
+    assert any("overlay" in w for w in img.meta.warnings)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_dicom_window_saturating_the_subject_is_ignored_and_said(photometric):
+    raw = _hand_like()
+    if photometric == "MONOCHROME1":
+        raw = (4095 - raw).astype(np.uint16)  # bright subject as displayed = low stored values
+    centre = "700" if photometric == "MONOCHROME2" else "3400"  # narrow window far from the subject's middle
+    ds = make_dicom(raw, photometric=photometric, WindowCenter=centre, WindowWidth="400")
+    img = load_image(dicom_bytes(ds))
+    full = load_image(dicom_bytes(make_dicom(raw, photometric=photometric)))
+    np.testing.assert_allclose(img.pixels, full.pixels, atol=1e-6)
+    assert any("window saturates" in w for w in img.meta.warnings)
+
+
+def test_dicom_window_that_keeps_the_subject_is_applied():
+    raw = _hand_like()
+    ds = make_dicom(raw, WindowCenter="2800", WindowWidth="2800")  # covers the subject, clips the background
+    img = load_image(dicom_bytes(ds))
+    assert not any("window" in w for w in img.meta.warnings)
+    assert np.all(img.pixels[raw < 1400] == 0)  # the window (not min-max) was applied
