@@ -408,6 +408,12 @@ class ClinicalInterpretation:
     adult_height_note: str | None
     bp_table: str | None  # "average" | "accelerated" | "retarded" | None
     method: str = METHOD
+    # The reading's own uncertainty carried through (boneage.intervals): None without an interval.
+    bone_age_interval_months: tuple[float, float] | None = None
+    z_range: tuple[float, float] | None = None  # Z at the interval's ends
+    status_range: str | None = None  # e.g. "normal to advanced" when the interval straddles ±2 SD
+    predicted_adult_height_range_cm: tuple[float, float] | None = None  # B-P at the interval's ends
+    uncertainty_note: str | None = None  # when the model's error is as large as the reference spread
 
     def to_dict(self) -> dict:
         """JSON-ready dict (CLI --json, app); numbers rounded to meaningful precision."""
@@ -418,6 +424,9 @@ class ClinicalInterpretation:
                              ("predicted_adult_height_cm", 1)):
             if d[key] is not None:
                 d[key] = round(float(d[key]), ndigits)
+        for key, ndigits in (("bone_age_interval_months", 1), ("z_range", 2), ("predicted_adult_height_range_cm", 1)):
+            if d[key] is not None:
+                d[key] = [round(float(v), ndigits) for v in d[key]]
         return d
 
     def summary(self) -> str:
@@ -433,17 +442,27 @@ class ClinicalInterpretation:
             diff = self.bone_age_minus_chronological_months
             direction = "ahead of" if diff > 0 else "behind" if diff < 0 else "equal to"
             gap = f"{format_age(abs(diff))} {direction}" if diff else "equal to"
-            if self.z_score is not None:
+            if self.z_score is not None and self.z_range is not None:
+                out.append(f"It is {gap} chronological age (Z = {self.z_score:+.2f}; over the 90 % interval "
+                           f"Z {self.z_range[0]:+.1f} to {self.z_range[1]:+.1f}): {self.status_range}.")
+            elif self.z_score is not None:
                 out.append(f"It is {gap} chronological age (Z = {self.z_score:+.2f}, "
                            f"percentile {format_percentile(self.percentile)}): {self.status}.")
             else:
                 out.append(f"It is {gap} chronological age; status {self.status} "
                            f"({self.status_reason}).")
-        if self.predicted_adult_height_cm is not None:
+        if self.predicted_adult_height_cm is not None and self.predicted_adult_height_range_cm is not None:
+            lo, hi = self.predicted_adult_height_range_cm
+            out.append(f"Predicted adult height {lo:.0f}-{hi:.0f} cm over the bone age's 90 % interval "
+                       f"({self.predicted_adult_height_cm:.1f} cm at the estimate; Bayley-Pinneau, "
+                       f"{self.bp_table} table, from {self.height_cm:.1f} cm).")
+        elif self.predicted_adult_height_cm is not None:
             out.append(f"Predicted adult height {self.predicted_adult_height_cm:.1f} cm "
                        f"(Bayley-Pinneau, {self.bp_table} table, from {self.height_cm:.1f} cm).")
         elif self.height_cm is not None and self.adult_height_note:
             out.append(f"No adult height prediction: {self.adult_height_note}.")
+        if self.uncertainty_note:
+            out.append(self.uncertainty_note)
         return " ".join(out)
 
 
@@ -496,13 +515,56 @@ def _status(bone_age: float, ca: float | None, sex: str) -> tuple[str, str, floa
     return "normal", f"bone age within 2 SD ({2 * sd:.1f} months) of chronological age", z
 
 
+#: One-sided normal quantile of a central 90 % interval: half-width / 1.645 ≈ the model's 1 SD.
+Z_90 = 1.6449
+
+
+def _status_word(z: float) -> str:
+    return "delayed" if z < -Z_THRESHOLD else "advanced" if z > Z_THRESHOLD else "normal"
+
+
+def _uncertainty(ba: float, interval: tuple[float, float], ca: float | None, sex: str, z: float | None,
+                 height: float | None) -> dict:
+    """What the bone age's 90 % interval does to each clinical number.
+
+    A single Z hides the model's own error: "Z = +1.19: normal" was printed when the model's
+    1 SD (≈ 15 months) exceeded the reference SD behind that Z (≈ 10 months). The Z range and
+    the status over the interval say what the reading supports; adult height is given at both
+    ends; and when the model's SD (half-width / 1.645) is at least the reference SD at that
+    age, a plain note says the reading cannot separate normal from abnormal by itself.
+    """
+    lo, hi = (float(np.clip(v, 0.0, MAX_BONE_AGE_MONTHS)) for v in interval)
+    out: dict = {"bone_age_interval_months": (lo, hi)}
+    if z is not None and ca is not None:
+        sd = gp_sd(ca, sex)
+        z_lo, z_hi = (lo - ca) / sd, (hi - ca) / sd
+        out["z_range"] = (z_lo, z_hi)
+        words = list(dict.fromkeys(_status_word(v) for v in (z_lo, z, z_hi)))
+        out["status_range"] = words[0] if len(words) == 1 else f"{words[0]} to {words[-1]}"
+        model_sd = (hi - lo) / 2 / Z_90
+        if model_sd >= sd:
+            out["uncertainty_note"] = (
+                f"The model's own error (about {model_sd:.0f} months, 1 SD) is as large as the spread of "
+                f"normal children at this age (1 SD = {sd:.0f} months): this reading alone cannot tell a "
+                "normal from an abnormal bone age; read the Z range, not the single Z.")
+    if height is not None and ca is not None:
+        ends = [bayley_pinneau(height, v, ca, sex)[0] for v in (lo, ba, hi)]
+        ends = [v for v in ends if v is not None]
+        if len(ends) >= 2:
+            out["predicted_adult_height_range_cm"] = (min(ends), max(ends))
+    return out
+
+
 def interpret(bone_age_months: float, sex: str, *, chronological_age_months: float | None = None,
               birth_date: date | None = None, study_date: date | None = None,
-              height_cm: float | None = None) -> ClinicalInterpretation:
+              height_cm: float | None = None,
+              bone_age_interval_months: tuple[float, float] | None = None) -> ClinicalInterpretation:
     """Compare a bone age with the child's age (G-P) and predict adult height (B-P).
 
     Invalid inputs raise ClinicalInputError; inputs the references do not cover
     give status "indeterminate" / no height prediction, with the reason.
+    ``bone_age_interval_months`` (the reading's calibrated 90 % interval) carries the model's
+    own uncertainty into the Z range, the status range and the adult height range.
     """
     s = normalise_sex(sex)
     ba = _check_bone_age(bone_age_months)
@@ -526,4 +588,5 @@ def interpret(bone_age_months: float, sex: str, *, chronological_age_months: flo
         predicted_adult_height_cm=pred,
         adult_height_note=note,
         bp_table=table,
+        **(_uncertainty(ba, bone_age_interval_months, ca, s, z, height) if bone_age_interval_months else {}),
     )

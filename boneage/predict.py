@@ -287,7 +287,7 @@ class Predictor:
             from .clinical import interpret
 
             clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
-                             study_date=study_date, height_cm=height_cm)
+                             study_date=study_date, height_cm=height_cm, bone_age_interval_months=interval)
         a = ex.attention
         a = (a - a.min()) / (a.max() - a.min() + 1e-9)
         return Prediction(

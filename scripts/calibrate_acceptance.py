@@ -13,7 +13,8 @@ un-augmented copy's pooled features and the TTA predictions, group by group:
 * ``val``: the 1,707 validation thumbnails (never trained on);
 * ``hires``: the 40 full-size radiographs; ``raw``: the 10 unlabelled raw films;
 * ``neg``: :func:`boneage.negatives.generate` (16 kinds × 40);
-* ``train``: the 9,615 training thumbnails.
+* ``train``: the 9,615 training thumbnails, in a fixed random order and without TTA (so a sweep
+  stopped early leaves a random sample; the measured rates give the n actually used).
 
 ``fit`` (seconds) builds the feature space on the training thumbnails' pooled features and sets
 each score's threshold at a quantile of *positives only* (image and pipeline scores on the
@@ -41,6 +42,10 @@ from boneage.acceptance import RULES, AcceptanceCheck, FeatureSpace  # noqa: E40
 
 GROUPS = ("val", "hires", "raw", "neg", "train")
 CHUNK = 8  # images per forward pass (8 × 8 TTA copies)
+# The training thumbnails only feed the feature space and the image/pipeline thresholds, which
+# need no TTA; one copy each cuts the model's share of the sweep 8× (their TTA-spread score is
+# then not measured, and the rates on them say so).
+TTA = {"train": 1}
 PART = 512  # images per stored part file (resumable)
 MODEL_SCORES = ("feature_distance", "feature_residual", "tta_sd_months")
 QUANTILE = 0.999  # each image/pipeline rule refuses ≤ 0.1 % of the training thumbnails
@@ -64,6 +69,8 @@ def _items(group: str):
     if group in ("val", "train"):
         df = read_labels(root / "train-100px")
         folder = image_dir(root / "train-100px")
+        if group == "train":  # random order: parts finished so far are a random sample of the training ids
+            df = df.sample(frac=1.0, random_state=10)
         for r in df.itertuples(index=False):
             if is_validation(str(r.id)) == (group == "val"):
                 yield str(r.id), float(r.boneage_months), bool(r.male), "rsna_thumbnail", find_image(folder, str(r.id))
@@ -107,7 +114,8 @@ def gather(out: Path, groups: tuple[str, ...]) -> None:
                     except ImageError as e:
                         rows["id"].append(iid); rows["label"].append(label); rows["male"].append(male)
                         rows["kind"].append(kind); rows["pooled"].append(np.zeros(1280, np.float16))
-                        rows["tta"].append(np.full(8, np.nan, np.float32)); rows["unreadable"].append(str(e))
+                        rows["tta"].append(np.full(TTA.get(group) or 8, np.nan, np.float32))
+                        rows["unreadable"].append(str(e))
                         for k in scores:
                             scores[k].append(np.nan)
                         continue
@@ -115,7 +123,7 @@ def gather(out: Path, groups: tuple[str, ...]) -> None:
                     meta_rows.append((iid, label, male, kind))
                 if not batch:
                     continue
-                for (iid, label, male, kind), ex in zip(meta_rows, pred.examine_many(batch)):
+                for (iid, label, male, kind), ex in zip(meta_rows, pred.examine_many(batch, tta=TTA.get(group))):
                     rows["id"].append(iid); rows["label"].append(label); rows["male"].append(male)
                     rows["kind"].append(kind); rows["pooled"].append(ex.pooled.astype(np.float16))
                     rows["tta"].append(ex.tta_months.astype(np.float32)); rows["unreadable"].append("")
@@ -169,7 +177,8 @@ def fit(out: Path, bundle: Path) -> dict:
     def add_model_scores(d):
         dist, resid = space.scores(d["pooled"].astype(np.float32))
         d["score_feature_distance"], d["score_feature_residual"] = dist, resid
-        d["score_tta_sd_months"] = np.std(d["tta"], axis=1)
+        t = d["tta"].reshape(len(d["id"]), -1)
+        d["score_tta_sd_months"] = np.std(t, axis=1) if t.shape[1] > 1 else np.full(len(t), np.nan)
 
     for d in groups.values():
         if d is not None:

@@ -367,3 +367,38 @@ def test_no_wrong_number_when_indeterminate():
     assert d["status"] == "indeterminate"
     assert d["z_score"] is None and d["percentile"] is None
     assert not any(isinstance(v, float) and math.isnan(v) for v in d.values())
+
+
+# ----------------------------------------------------------------------------- uncertainty (issue 10)
+
+
+def test_interval_gives_z_range_and_straddling_status():
+    from boneage.clinical import gp_sd, interpret
+
+    sd = gp_sd(120.0, "F")
+    r = interpret(134.0, "F", chronological_age_months=120.0, bone_age_interval_months=(112.0, 160.0))
+    assert r.status == "normal"  # the point estimate alone
+    assert r.z_range == pytest.approx(((112 - 120) / sd, (160 - 120) / sd))
+    assert r.status_range == "normal to advanced"
+    assert "normal to advanced" in r.summary() and "Z" in r.summary()
+    assert r.uncertainty_note and "cannot tell" in r.uncertainty_note  # ±24 months vs SD ≈ 11.7
+    tight = interpret(121.0, "F", chronological_age_months=120.0, bone_age_interval_months=(118.0, 124.0))
+    assert tight.status_range == "normal" and tight.uncertainty_note is None
+
+
+def test_adult_height_as_a_range_over_the_interval():
+    from boneage.clinical import interpret
+
+    r = interpret(130.0, "M", chronological_age_months=132.0, height_cm=145.0, bone_age_interval_months=(118.0, 142.0))
+    lo, hi = r.predicted_adult_height_range_cm
+    assert lo <= r.predicted_adult_height_cm <= hi and hi - lo > 3  # B-P tables may switch inside the interval
+    d = r.to_dict()
+    assert d["predicted_adult_height_range_cm"] == [round(lo, 1), round(hi, 1)]
+    assert f"{lo:.0f}-{hi:.0f} cm" in r.summary()
+
+
+def test_without_interval_nothing_changes():
+    from boneage.clinical import interpret
+
+    r = interpret(134.0, "F", chronological_age_months=120.0)
+    assert r.z_range is None and r.status_range is None and r.uncertainty_note is None
