@@ -45,7 +45,7 @@ def format_months(m: float) -> str:
 
 @st.cache_data(show_spinner=False)
 def samples() -> list[Sample]:
-    """The bundled demo radiographs (``paths.SAMPLES_DIR`` with its labels)."""
+    """The bundled demo radiographs (``samples/`` with its labels), youngest first."""
     labels = SAMPLES_DIR / "labels.csv"
     if not labels.is_file():
         return []
