@@ -1,4 +1,4 @@
-"""``boneage`` command line: pipeline, predict, evaluate, train, fetch-weights.
+"""``boneage`` command line: pipeline, predict, serve, evaluate, train, fetch-weights.
 
 Bad input gets one line on stderr and exit status 2 — never a traceback; TensorFlow's start-up
 logging is kept off the terminal (see :mod:`boneage._quiet`).
@@ -110,6 +110,20 @@ def cmd_predict(a) -> int:
     return rc
 
 
+def cmd_serve(a) -> int:
+    from .predict import PredictionError
+    from .serve import ServeConfig, run
+
+    if a.workers < 1 or a.max_upload_mb <= 0:
+        return _fail("--workers must be ≥ 1 and --max-upload-mb > 0")
+    cfg = ServeConfig(max_upload_bytes=int(a.max_upload_mb * 2**20), workers=a.workers, queue=a.queue, tta=a.tta)
+    try:
+        run(a.model, a.host, a.port, cfg)
+    except PredictionError as e:
+        return _fail(str(e))
+    return 0
+
+
 def cmd_evaluate(a) -> int:
     from .data import DataError
     from .evaluate import evaluate
@@ -202,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--study-date", type=_date)
     s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
     s.set_defaults(func=cmd_predict)
+
+    from .serve import DEFAULT_HOST, DEFAULT_PORT
+
+    s = sub.add_parser("serve", help="REST service (FastAPI): POST /v1/predict, GET /health, docs at /docs")
+    s.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT)
+    s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="predictions running at once (default: cores)")
+    s.add_argument("--queue", type=int, default=0, help="requests allowed to wait beyond --workers (default 4 × workers); more get 503")
+    s.add_argument("--max-upload-mb", type=float, default=100, help="largest upload accepted (default 100 MB)")
+    s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("evaluate", help="predict every image of a labelled folder and report errors")
     s.add_argument("--data", required=True, help="folder with labels.csv (id,boneage_months,male) and the images")
