@@ -357,7 +357,11 @@ def _pydicom_slices() -> list[tuple[str, bytes]]:
         except Exception:  # noqa: BLE001
             p = None
         if p and Path(p).is_file():
-            out.append((name, Path(p).read_bytes()))
+            import pydicom
+
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+            if min(int(ds.get("Rows", 0)), int(ds.get("Columns", 0))) >= 64:  # smaller ones the loader refuses
+                out.append((name, Path(p).read_bytes()))
     return out
 
 
@@ -389,7 +393,7 @@ def _dicom_variant(data: bytes, rng) -> bytes:
     ds.PixelData = a.tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    pydicom.dcmwrite(buf, ds, implicit_vr=False, little_endian=True, enforce_file_format=True)
     return buf.getvalue()
 
 

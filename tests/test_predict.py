@@ -146,10 +146,12 @@ def test_cli_evaluate_reports_missing_images(model_dir, tmp_path):
     r = _cli("evaluate", "--data", str(data), "--model", str(model_dir), "--out", str(out), "--tta", "2")
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out)
-    assert list(df.columns) == ["id", "boneage_months", "male", "predicted_months"]
+    assert list(df.columns)[:4] == ["id", "boneage_months", "male", "predicted_months"]
+    assert {"tta_sd_months", "interval_low_months", "interval_high_months", "reason"} <= set(df.columns)
     assert len(df) == 5 and df["predicted_months"].notna().sum() == 3
+    assert df["reason"].fillna("").str.startswith(("image missing", "unreadable")).sum() == 2
     m = json.loads(out.with_suffix(".json").read_text())
-    assert m["n"] == 3 and m["n_failed"] == 2
+    assert m["n"] == 3 and m["n_failed"] == 2 and m["n_refused"] == 0
     assert {"mae", "rmse", "bias", "mae_by_sex", "mae_by_age_band"} <= set(m)
     assert "MAE" in r.stdout and "99999" in r.stderr and "broken" in r.stderr
 
