@@ -35,6 +35,7 @@ class ChartData:
     bone_age_y: float
     chronological_age_y: float | None
     uncertainty_y: float | None
+    interval_y: tuple[float, float] | None = None  # the reading's 90 % interval (years), drawn instead of ± SD
 
     @property
     def title(self) -> str:
@@ -43,13 +44,21 @@ class ChartData:
     @property
     def axis_max(self) -> float:
         top = max(self.upper_y.max(), self.bone_age_y + (self.uncertainty_y or 0.0),
+                  self.interval_y[1] if self.interval_y else 0.0,
                   self.chronological_age_y or 0.0)
         return float(np.ceil(top + 0.5))
 
 
 def chart_data(sex: str, bone_age_months: float, chronological_age_months: float | None,
-               uncertainty_months: float | None = None) -> ChartData:
-    """Reference curves and the child's point, converted to years."""
+               uncertainty_months: float | tuple[float, float] | None = None) -> ChartData:
+    """Reference curves and the child's point, converted to years.
+
+    ``uncertainty_months``: a 1 SD (symmetric bar) or the reading's (low, high) 90 % interval.
+    """
+    interval = None
+    if isinstance(uncertainty_months, (tuple, list)):
+        interval = (float(uncertainty_months[0]) / 12.0, float(uncertainty_months[1]) / 12.0)
+        uncertainty_months = None
     s = normalise_sex(sex)
     ref = gp_reference(s)
     ages = ref["ages_months"].to_numpy() / 12.0
@@ -63,11 +72,12 @@ def chart_data(sex: str, bone_age_months: float, chronological_age_months: float
         bone_age_y=float(bone_age_months) / 12.0,
         chronological_age_y=None if chronological_age_months is None else chronological_age_months / 12.0,
         uncertainty_y=None if uncertainty_months is None else float(uncertainty_months) / 12.0,
+        interval_y=interval,
     )
 
 
 def growth_chart(sex: str, bone_age_months: float, chronological_age_months: float | None,
-                 uncertainty_months: float | None = None):
+                 uncertainty_months: float | tuple[float, float] | None = None):
     """Plotly figure: reference mean, +/-2 SD band, identity line, the child's point.
 
     With no chronological age the child's bone age is drawn as a horizontal
@@ -93,6 +103,9 @@ def growth_chart(sex: str, bone_age_months: float, chronological_age_months: flo
     else:
         err = None if d.uncertainty_y is None else dict(type="constant", value=d.uncertainty_y,
                                                         color=CHILD_COLOUR, thickness=2, width=6)
+        if d.interval_y is not None:
+            err = dict(type="data", symmetric=False, array=[d.interval_y[1] - d.bone_age_y],
+                       arrayminus=[d.bone_age_y - d.interval_y[0]], color=CHILD_COLOUR, thickness=2, width=6)
         fig.add_trace(go.Scatter(x=[d.chronological_age_y], y=[d.bone_age_y], mode="markers", name="This child",
                                  marker=dict(color=CHILD_COLOUR, size=12, symbol="diamond"), error_y=err,
                                  hovertemplate="CA %{x:.2f} y<br>BA %{y:.2f} y<extra></extra>"))
@@ -104,7 +117,7 @@ def growth_chart(sex: str, bone_age_months: float, chronological_age_months: flo
 
 
 def growth_chart_png(sex: str, bone_age_months: float, chronological_age_months: float | None,
-                     uncertainty_months: float | None = None, *, dpi: int = 150) -> bytes:
+                     uncertainty_months: float | tuple[float, float] | None = None, *, dpi: int = 150) -> bytes:
     """The same chart as a PNG (matplotlib, Agg backend) for the PDF report."""
     # No pyplot: no global figure state or backend switch, safe inside a web server.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -123,8 +136,12 @@ def growth_chart_png(sex: str, bone_age_months: float, chronological_age_months:
     if d.chronological_age_y is None:
         ax.axhline(d.bone_age_y, color=CHILD_COLOUR, ls=":", lw=1.5, label="Child's bone age (no CA)")
     else:
-        ax.errorbar([d.chronological_age_y], [d.bone_age_y], yerr=d.uncertainty_y, fmt="D",
-                    color=CHILD_COLOUR, ms=6, capsize=4, label="This child")
+        yerr = d.uncertainty_y
+        if d.interval_y is not None:
+            yerr = [[d.bone_age_y - d.interval_y[0]], [d.interval_y[1] - d.bone_age_y]]
+        ax.errorbar([d.chronological_age_y], [d.bone_age_y], yerr=yerr, fmt="D",
+                    color=CHILD_COLOUR, ms=6, capsize=4,
+                    label="This child (90 % interval)" if d.interval_y is not None else "This child")
     ax.set_xlim(0, d.axis_max)
     ax.set_ylim(0, d.axis_max)
     ax.set_xlabel("Chronological age (years)")

@@ -32,6 +32,29 @@ MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
 
 
+ATTENTION_FLOOR = 0.5  # attention below this share of its peak is drawn transparent
+
+
+def attention_key(rgb: np.ndarray, floor: float = ATTENTION_FLOOR) -> np.ndarray:
+    """The image with a colour key strip on its right: the overlay's scale, in words."""
+    h, w = rgb.shape[:2]
+    sw = max(60, w // 7)
+    strip = np.full((h, sw, 3), 255, np.uint8)
+    top, bottom = int(0.12 * h), int(0.88 * h)
+    bx0, bx1 = sw // 6, sw // 6 + max(8, sw // 5)
+    ramp = np.linspace(1.0, 0.0, bottom - top)[:, None]
+    col = cv2.applyColorMap((255 * (0.35 + 0.65 * ramp)).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    strip[top:bottom, bx0:bx1] = cv2.cvtColor(np.repeat(col, bx1 - bx0, axis=1), cv2.COLOR_BGR2RGB)
+    fs = max(0.3, sw / 230)
+    th = max(1, int(round(fs * 1.6)))
+    lh = int(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, fs, th)[0][1] * 1.8)
+    lines = [("most", top - 2 * lh + lh // 2), ("attention", top - lh // 2),
+             (f"below {floor:.0%}", bottom + lh), ("of peak:", bottom + 2 * lh), ("clear", bottom + 3 * lh)]
+    for text, y in lines:
+        cv2.putText(strip, text, (4, max(lh, min(h - 4, y))), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), th, cv2.LINE_AA)
+    return np.concatenate([rgb, strip], axis=1)
+
+
 class PredictionError(ValueError):
     """Input that cannot be predicted on (one-line message), e.g. sex missing."""
 
@@ -68,18 +91,34 @@ class Prediction:
             hm = hm * soft
         return np.clip(hm, 0.0, 1.0)
 
-    def overlay_rgb(self, alpha: float = 0.45, rois: bool = True) -> np.ndarray:
-        """The aligned radiograph with the attention heatmap and ROI boxes (uint8 RGB)."""
+    def plain_rgb(self, rois: bool = True) -> np.ndarray:
+        """The aligned radiograph (with the ROI boxes), without the attention map (uint8 RGB)."""
         from .pipeline import draw_rois
 
         base = self.pipeline.stages["canonical"]
-        rgb = draw_rois(base, self.pipeline.rois) if rois else cv2.cvtColor(base, cv2.COLOR_GRAY2RGB)
+        return draw_rois(base, self.pipeline.rois) if rois else cv2.cvtColor(base, cv2.COLOR_GRAY2RGB)
+
+    def overlay_rgb(self, alpha: float = 0.65, rois: bool = True, key: bool = True,
+                    floor: float = ATTENTION_FLOOR) -> np.ndarray:
+        """The aligned radiograph with the model's attention where it is high, and a colour key.
+
+        The old overlay painted the whole map in JET at a fixed opacity: the broad attention
+        washed the hand red (red = *most*) while the eye-catching blues and greens marked less.
+        Here attention below ``floor`` × its peak is fully transparent, opacity grows with
+        attention above it, and the colour map is sequential (inferno: dark → bright yellow =
+        most attention), so the brightest colour is where the model looked most. The key on the
+        right says so (``key=False`` leaves it out).
+        """
+        rgb = self.plain_rgb(rois).astype(np.float32)
         hm = self.heatmap()
         if hm.max() > 0:
             hm = hm / hm.max()
-        colour = cv2.cvtColor(cv2.applyColorMap((hm * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-        a = (alpha * hm)[..., None]
-        return (rgb * (1 - a) + colour * a).astype(np.uint8)
+        a = np.clip((hm - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0)
+        colour = cv2.cvtColor(cv2.applyColorMap((255 * (0.35 + 0.65 * a)).astype(np.uint8), cv2.COLORMAP_INFERNO),
+                              cv2.COLOR_BGR2RGB).astype(np.float32)
+        w = (alpha * a)[..., None]
+        out = (rgb * (1 - w) + colour * w).astype(np.uint8)
+        return attention_key(out, floor) if key else out
 
     def to_dict(self) -> dict:
         """JSON-friendly summary (the CLI's ``--json`` line)."""

@@ -48,9 +48,12 @@ def _png_bytes(image_rgb: np.ndarray) -> io.BytesIO:
 
 
 def _number_rows(bone_age_months: float, uncertainty_months: float | None, sex: str,
-                 interp: ClinicalInterpretation | None) -> list[tuple[str, str]]:
+                 interp: ClinicalInterpretation | None,
+                 interval_90_months: tuple[float, float] | None = None) -> list[tuple[str, str]]:
     """(label, value) rows of the numbers table, in the order a clinician reads them."""
     unc = "" if uncertainty_months is None else f" ± {uncertainty_months:.1f} m"
+    if interval_90_months is not None:
+        unc = f", 90% interval {interval_90_months[0]:.0f}-{interval_90_months[1]:.0f} months"
     rows = [("Sex", "male" if sex == "M" else "female"),
             ("Bone age", f"{format_age(bone_age_months)} ({bone_age_months:.1f} months){unc}")]
     if interp is None:
@@ -63,14 +66,21 @@ def _number_rows(bone_age_months: float, uncertainty_months: float | None, sex: 
                                        f"({interp.chronological_age_months:.1f} months)"),
                  ("Bone age - chronological", f"{diff:+.1f} months")]
     if interp.z_score is not None:
-        rows += [("Z-score (G-P SD)", f"{interp.z_score:+.2f}"),
+        rows += [("Z-score (G-P SD)", f"{interp.z_score:+.2f}" + (
+                     f" (over the 90% interval {interp.z_range[0]:+.1f} to {interp.z_range[1]:+.1f})"
+                     if interp.z_range is not None else "")),
                  ("Percentile", format_percentile(interp.percentile))]
-    rows.append(("Status", interp.status))
+    rows.append(("Status", interp.status_range or interp.status))
     if interp.status == "indeterminate":
         rows.append(("Why", interp.status_reason))
     if interp.height_cm is not None:
         rows.append(("Height", f"{interp.height_cm:.1f} cm"))
-    if interp.predicted_adult_height_cm is not None:
+    if interp.predicted_adult_height_cm is not None and interp.predicted_adult_height_range_cm is not None:
+        lo, hi = interp.predicted_adult_height_range_cm
+        rows.append(("Predicted adult height",
+                     f"{lo:.0f}-{hi:.0f} cm over the 90% interval ({interp.predicted_adult_height_cm:.1f} cm at the "
+                     f"estimate; Bayley-Pinneau, {interp.bp_table})"))
+    elif interp.predicted_adult_height_cm is not None:
         rows.append(("Predicted adult height",
                      f"{interp.predicted_adult_height_cm:.1f} cm (Bayley-Pinneau, {interp.bp_table})"))
     elif interp.height_cm is not None:
@@ -81,7 +91,8 @@ def _number_rows(bone_age_months: float, uncertainty_months: float | None, sex: 
 def make_pdf_report(*, image_rgb: np.ndarray, bone_age_months: float, uncertainty_months: float | None,
                     sex: str, model_version: str, interpretation: ClinicalInterpretation | None,
                     warnings: list[str], patient_label: str | None = None,
-                    report_date: date | None = None) -> bytes:
+                    report_date: date | None = None,
+                    interval_90_months: tuple[float, float] | None = None) -> bytes:
     """A4, one page: title, radiograph with heatmap, numbers, growth chart, provenance, disclaimer.
 
     The growth chart is included only when a chronological age is known: with
@@ -129,7 +140,7 @@ def make_pdf_report(*, image_rgb: np.ndarray, bone_age_months: float, uncertaint
     pdf.set_xy(col_x, top)
     pdf.set_font("Helvetica", "B", 11)
     pdf.cell(col_w, 6, "Results", new_x="LEFT", new_y="NEXT")
-    for label, value in _number_rows(bone_age_months, uncertainty_months, s, interpretation):
+    for label, value in _number_rows(bone_age_months, uncertainty_months, s, interpretation, interval_90_months):
         y = pdf.get_y()
         pdf.set_xy(col_x, y)
         pdf.set_font("Helvetica", "B", 9)
@@ -144,7 +155,7 @@ def make_pdf_report(*, image_rgb: np.ndarray, bone_age_months: float, uncertaint
 
     # Growth chart
     if ca is not None:
-        png = io.BytesIO(growth_chart_png(s, bone_age_months, ca, uncertainty_months))
+        png = io.BytesIO(growth_chart_png(s, bone_age_months, ca, interval_90_months or uncertainty_months))
         chart_w = 0.85 * CONTENT_W
         chart_h = chart_w * 3.6 / 7.0  # the PNG's aspect ratio
         pdf.image(png, x=MARGIN + (CONTENT_W - chart_w) / 2, y=y, w=chart_w, h=chart_h)

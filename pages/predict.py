@@ -2,10 +2,13 @@
 import streamlit as st
 
 from boneage import ui
+from boneage.acceptance import NotAcceptedError
 from boneage.clinical import ClinicalInputError
 
 st.title("Predict bone age")
 st.caption("Upload a hand radiograph or choose a sample. " + ui.NOTICE)
+
+ui.live_result().begin()  # downloads clicked while this run works wait for the result it will show
 
 with ui.guard("Prediction"):
     src = ui.image_source("predict")
@@ -19,10 +22,17 @@ with ui.guard("Prediction"):
     if inp.sex is None:
         st.info("Choose the sex: the reference differs for boys and girls.", icon=":material/wc:")
         st.stop()
+    unusual = st.session_state.get("predict_accept_unusual", False)
     try:
         pred = ui.predict(src, inp.sex, chronological_age_months=inp.chronological_age_months,
-                          birth_date=inp.birth_date, study_date=inp.study_date, height_cm=inp.height_cm)
+                          birth_date=inp.birth_date, study_date=inp.study_date, height_cm=inp.height_cm,
+                          accept_unusual=unusual)
+    except NotAcceptedError as e:
+        ui.show_refusal(e)
+        st.checkbox("Predict anyway (research use: the result will say it was not accepted)",
+                    key="predict_accept_unusual")
+        st.stop()
     except ClinicalInputError as e:
         st.error(f"Clinical inputs: {e}. The bone age is shown without the interpretation.", icon=":material/error:")
-        pred = ui.predict(src, inp.sex)
+        pred = ui.predict(src, inp.sex, accept_unusual=unusual)
     ui.show_prediction(pred, src)

@@ -91,7 +91,8 @@ def assert_bone_age(at: AppTest) -> float:
     assert "Bone age" in m, (m, errors(at))
     value = float(m["Bone age"].split()[0])
     assert 0 <= value <= 228
-    assert m["In years and months"].endswith(" m") and "Uncertainty (1 SD)" in m
+    assert m["In years and months"].endswith(" m")
+    assert "90 % interval" in m or "Uncertainty (1 SD)" in m  # the interval when the bundle is calibrated
     return value
 
 
@@ -154,6 +155,27 @@ def test_predict_upload_shows_bone_age_heatmap_warnings_downloads(app_model):
     downloads = at.get("download_button")
     assert len(downloads) == 3
     assert len(plotly_charts(at)) == 1  # growth chart
+
+
+def test_predict_refused_image_shows_reason_no_bone_age_no_downloads(app_model):
+    from boneage.acceptance import AcceptanceCheck
+    from boneage.negatives import make
+
+    if AcceptanceCheck.load(app_model) is None:
+        pytest.skip("the model in use has no acceptance calibration")
+    at = page("pages/predict.py").run()
+    upload(at, "noise.png", make("noise", 1).data)
+    by_label(at.radio, "Sex").set_value("M")
+    at.run()
+    no_exception(at)
+    errs = errors(at)
+    assert any(e.startswith("This does not look like a child's hand radiograph: ") for e in errs), errs
+    assert "Bone age" not in metrics(at) and not at.get("download_button")
+    by_label(at.checkbox, "Predict anyway (research use: the result will say it was not accepted)").check()
+    at.run()
+    no_exception(at)
+    assert_bone_age(at)
+    assert any("not accepted" in w.value and "research" in w.value for w in at.warning)
 
 
 def test_predict_app_and_api_give_the_same_interpretation(app_model):

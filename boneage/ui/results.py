@@ -3,6 +3,7 @@ chart, downloads) and the pipeline (measurements and every stage image with its 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +41,61 @@ def prediction_csv(record: dict) -> str:
     return pd.DataFrame([flat]).to_csv(index=False)
 
 
+class LiveResult:
+    """The result this session's page shows *now*, for downloads built at the moment of the click.
+
+    A download button made in one run used to carry that run's data: type a new height and click
+    "Download PDF report" at once, and the click (which also ends the typing, starting a rerun)
+    fetched the previous height's PDF, or failed when the rerun had already dropped the file
+    (``MediaFileStorageError: Deferred file … not found``). Now every download is a callable
+    that reads this holder: a rerun marks it stale as soon as it starts (:meth:`begin`) and the
+    callable waits until the run has published the result it shows (:meth:`publish`), so the
+    JSON, CSV and PDF are built from the very object on screen.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._result: tuple | None = None
+
+    def begin(self) -> None:
+        with self._cond:
+            self._result = None
+
+    def publish(self, pred, src: Source) -> None:
+        with self._cond:
+            self._result = (pred, src)
+            self._cond.notify_all()
+
+    def current(self, timeout: float = 60.0) -> tuple:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._result is not None, timeout):
+                raise RuntimeError("the page shows no result any more; download again from the page")
+            return self._result
+
+
+def live_result() -> LiveResult:
+    """This session's :class:`LiveResult` (created on first use)."""
+    if "_live_result" not in st.session_state:
+        st.session_state["_live_result"] = LiveResult()
+    return st.session_state["_live_result"]
+
+
+def _download_json(live: LiveResult) -> str:
+    pred, src = live.current()
+    return json.dumps(prediction_record(pred, src.name), indent=2, default=str)
+
+
+def _download_csv(live: LiveResult) -> str:
+    pred, src = live.current()
+    return prediction_csv(prediction_record(pred, src.name))
+
+
+def _download_pdf(live: LiveResult) -> bytes:
+    pred, src = live.current()
+    key = f"{src.digest}:{json.dumps(prediction_record(pred, src.name), sort_keys=True, default=str)}"
+    return _pdf(key, pred, src.name)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _pdf(key: str, _pred, name: str) -> bytes:
     from ..report import make_pdf_report
@@ -47,7 +103,8 @@ def _pdf(key: str, _pred, name: str) -> bytes:
     return make_pdf_report(image_rgb=_pred.overlay_rgb(), bone_age_months=_pred.bone_age_months,
                            uncertainty_months=_pred.uncertainty_months, sex=_pred.sex,
                            model_version=_pred.model_version, interpretation=_pred.clinical,
-                           warnings=[plain_warning(w) for w in _pred.warnings], patient_label=name)
+                           warnings=[plain_warning(w) for w in _pred.warnings], patient_label=name,
+                           interval_90_months=_pred.interval_90_months)
 
 
 def show_prediction(pred, src: Source) -> None:
@@ -58,8 +115,14 @@ def show_prediction(pred, src: Source) -> None:
     cols = st.columns(4)
     cols[0].metric("Bone age", f"{pred.bone_age_months:.1f} months")
     cols[1].metric("In years and months", pred.bone_age_years_text)
-    cols[2].metric("Uncertainty (1 SD)", f"± {pred.uncertainty_months:.1f} months",
-                   help="Validation residual SD combined with the spread over test-time augmentation.")
+    if pred.interval_90_months is not None:
+        lo, hi = pred.interval_90_months
+        cols[2].metric("90 % interval", f"{lo:.0f}–{hi:.0f} months",
+                       help="Calibrated on the validation radiographs (split-conformal, by age band, sex and the "
+                            "spread over test-time augmentation): 9 in 10 true bone ages fall inside.")
+    else:
+        cols[2].metric("Uncertainty (1 SD)", f"± {pred.uncertainty_months:.1f} months",
+                       help="Validation residual SD combined with the spread over test-time augmentation.")
     if src.sample is not None:
         diff = pred.bone_age_months - src.sample.boneage_months
         cols[3].metric("Reader's bone age", f"{src.sample.boneage_months:.0f} months", f"{diff:+.1f} months (model − reader)",
@@ -75,35 +138,49 @@ def show_prediction(pred, src: Source) -> None:
 
     left, right = st.columns(2)
     with left:
-        st.image(downscale(pred.overlay_rgb()), width="stretch",
-                 caption="Aligned radiograph (standard left-hand view) with the model's attention and the ROI boxes")
+        view = st.segmented_control("View", ["Attention overlay", "Plain radiograph"], default="Attention overlay",
+                                    key="predict_view", help="Switch the model's attention map on and off.")
+        if view == "Plain radiograph":
+            st.image(downscale(pred.plain_rgb()), width="stretch",
+                     caption="Aligned radiograph (standard left-hand view) with the ROI boxes")
+        else:
+            st.image(downscale(pred.overlay_rgb()), width="stretch",
+                     caption="Aligned radiograph with the model's attention (brightest = most; clear where it is "
+                             "under half its peak; key on the right) and the ROI boxes")
     with right:
         if pred.clinical is not None:
             st.markdown("**Clinical interpretation**")
             st.info(pred.clinical.summary(), icon=":material/stethoscope:")
             c = pred.clinical
             m = st.columns(3)
-            m[0].metric("Status", c.status)
-            m[1].metric("Z-score", "—" if c.z_score is None else f"{c.z_score:+.2f}")
-            m[2].metric("Predicted adult height", "—" if c.predicted_adult_height_cm is None
-                        else f"{c.predicted_adult_height_cm:.1f} cm")
+            m[0].metric("Status", c.status_range or c.status)
+            m[1].metric("Z-score", "—" if c.z_score is None else (
+                f"{c.z_range[0]:+.1f} to {c.z_range[1]:+.1f}" if c.z_range is not None else f"{c.z_score:+.2f}"),
+                help=None if c.z_score is None else f"Z at the estimate {c.z_score:+.2f}; the range is over the "
+                                                    "bone age's 90 % interval.")
+            m[2].metric("Predicted adult height", "—" if c.predicted_adult_height_cm is None else (
+                f"{c.predicted_adult_height_range_cm[0]:.0f}–{c.predicted_adult_height_range_cm[1]:.0f} cm"
+                if c.predicted_adult_height_range_cm is not None else f"{c.predicted_adult_height_cm:.1f} cm"))
+            if c.uncertainty_note:
+                st.warning(c.uncertainty_note, icon=":material/error_med:")
             if c.status == "indeterminate":
                 st.caption(f"Why indeterminate: {c.status_reason}.")
         else:
             st.caption("Give the chronological age above for the clinical interpretation (Greulich–Pyle status, "
                        "Z-score, adult height).")
         ca = pred.clinical.chronological_age_months if pred.clinical is not None else None
-        st.plotly_chart(growth_chart(pred.sex, pred.bone_age_months, ca, pred.uncertainty_months), width="stretch")
+        st.plotly_chart(growth_chart(pred.sex, pred.bone_age_months, ca, pred.interval_90_months or pred.uncertainty_months),
+                        width="stretch")
 
-    record = prediction_record(pred, src.name)
+    live = live_result()
+    live.publish(pred, src)
     d1, d2, d3 = st.columns(3)
     stem = Path(src.name).stem or "boneage"
-    d1.download_button("Download JSON", json.dumps(record, indent=2, default=str), f"{stem}_boneage.json",
+    d1.download_button("Download JSON", lambda: _download_json(live), f"{stem}_boneage.json",
                        "application/json", icon=":material/download:", width="stretch", on_click="ignore")
-    d2.download_button("Download CSV", prediction_csv(record), f"{stem}_boneage.csv", "text/csv",
+    d2.download_button("Download CSV", lambda: _download_csv(live), f"{stem}_boneage.csv", "text/csv",
                        icon=":material/download:", width="stretch", on_click="ignore")
-    pdf_key = f"{src.digest}:{json.dumps(record, sort_keys=True, default=str)}"
-    d3.download_button("Download PDF report", lambda: _pdf(pdf_key, pred, src.name), f"{stem}_boneage_report.pdf",
+    d3.download_button("Download PDF report", lambda: _download_pdf(live), f"{stem}_boneage_report.pdf",
                        "application/pdf", icon=":material/picture_as_pdf:", width="stretch", on_click="ignore")
 
     with st.expander("Details: pipeline measurements, test-time augmentation, image metadata"):
@@ -112,6 +189,14 @@ def show_prediction(pred, src: Source) -> None:
                  "tta_sd_months": round(pred.tta_sd_months, 2),
                  "image": pred.image_meta.to_dict() if pred.image_meta is not None else None,
                  "model_version": pred.model_version}, expanded=False)
+
+
+def show_refusal(e) -> None:
+    """A refused image: the reason, no bone age, no downloads (the contract of issue 10)."""
+    st.error(f"This does not look like a child's hand radiograph: {e.reason}.", icon=":material/block:")
+    st.caption("The check compares the image, the hand outline and the model's own features with the hand "
+               "radiographs the model was trained on. For research on unusual images, tick **Predict anyway** "
+               "below: the result then says it was not accepted.")
 
 
 def stage_caption(name: str, res) -> str:
