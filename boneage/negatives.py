@@ -447,11 +447,14 @@ def make(kind: str, i: int) -> Negative:
 
 
 def generate(per_kind: int = 40, kinds: tuple[str, ...] = KINDS):
-    """Yield ``per_kind`` negatives of every kind that can be built here (kinds needing a missing
-    package are skipped)."""
-    for kind in kinds:
-        for i in range(per_kind):
+    """Yield ``per_kind`` negatives of every kind that can be built here, index by index across the
+    kinds (so any prefix covers every kind evenly); kinds needing a missing package are skipped."""
+    missing: set[str] = set()
+    for i in range(per_kind):
+        for kind in kinds:
+            if kind in missing:
+                continue
             try:
                 yield make(kind, i)
             except LookupError:
-                break
+                missing.add(kind)

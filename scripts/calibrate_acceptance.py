@@ -12,7 +12,7 @@ un-augmented copy's pooled features and the TTA predictions, group by group:
 
 * ``val``: the 1,707 validation thumbnails (never trained on);
 * ``hires``: the 40 full-size radiographs; ``raw``: the 10 unlabelled raw films;
-* ``neg``: :func:`boneage.negatives.generate` (16 kinds × 40);
+* ``neg``: :func:`boneage.negatives.generate` (16 kinds × 24, interleaved);
 * ``train``: the 9,615 training thumbnails, in a fixed random order and without TTA (so a sweep
   stopped early leaves a random sample; the measured rates give the n actually used).
 
@@ -46,7 +46,8 @@ CHUNK = 8  # images per forward pass (8 × 8 TTA copies)
 # need no TTA; one copy each cuts the model's share of the sweep 8× (their TTA-spread score is
 # then not measured, and the rates on them say so).
 TTA = {"train": 1}
-PART = 512  # images per stored part file (resumable)
+NEG_PER_KIND = 24  # 16 kinds × 24 = 384 negatives (a sweep stopped early still covers every kind)
+PART = {"val": 512, "train": 128}  # images per stored part file (resumable); 64 for the others
 MODEL_SCORES = ("feature_distance", "feature_residual", "tta_sd_months")
 QUANTILE = 0.999  # each image/pipeline rule refuses ≤ 0.1 % of the training thumbnails
 MODEL_QUANTILE = 0.998  # each model rule ≤ 0.2 % of the calibration half of the validation ids
@@ -84,7 +85,7 @@ def _items(group: str):
     elif group == "neg":
         from boneage.negatives import generate
 
-        for n in generate(per_kind=40):
+        for n in generate(per_kind=NEG_PER_KIND):
             yield n.name, float("nan"), False, n.kind, n.data
 
 
@@ -98,14 +99,15 @@ def gather(out: Path, groups: tuple[str, ...]) -> None:
     for group in groups:
         items = list(_items(group))
         t0, done = time.time(), 0
-        for part in range(0, len(items), PART):
-            f = out / f"{group}-{part // PART:03d}.npz"
+        size = PART.get(group, 64)
+        for part in range(0, len(items), size):
+            f = out / f"{group}-{part // size:03d}.npz"
             if f.exists():
-                done += len(items[part : part + PART])
+                done += len(items[part : part + size])
                 continue
             rows: dict[str, list] = {k: [] for k in ("id", "label", "male", "kind", "pooled", "tta", "unreadable")}
             scores: dict[str, list] = {}
-            sub = items[part : part + PART]
+            sub = items[part : part + size]
             for c in range(0, len(sub), CHUNK):
                 batch, meta_rows = [], []
                 for iid, label, male, kind, src in sub[c : c + CHUNK]:

@@ -215,6 +215,9 @@ def main(argv=None) -> int:
     if bench:
         L += ["", "## Speed (measured by `bench/predict.py`)", "", "| figure | value |", "|---|---|"]
         L += [f"| {k} | {v} |" for k, v in bench.items()]
+    from card_uncertainty import section as uncertainty_section  # acceptance rates and interval coverage
+
+    L += ["", *uncertainty_section(out)]
     L += ["", "## Files", f"- `model.keras` sha256 `{card['sha256']['model.keras']}`",
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
           "- `card.json`: this card as data; `history.csv`: training curves; `val_predictions.csv`: validation predictions",

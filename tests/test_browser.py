@@ -315,3 +315,61 @@ def test_every_page_and_predict_flow_in_chromium(server, page, tmp_path):
     shot(pg, "10_model_architecture")
     no_traceback(pg)
     assert non_local(pg.requests_seen) == [], "requests leaving the machine"
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return " ".join(p.extract_text() for p in PdfReader(str(path)).pages)
+
+
+def test_downloads_equal_the_screen_when_clicked_right_after_typing(server, page, tmp_path):
+    """Issue 10: type a new height and click "Download PDF report" at once: the PDF (and JSON) carry
+    the new height — built from the result the page shows, at the moment of the click."""
+    pg = page
+    dcm = tmp_path / "girl.dcm"  # sex and dates from the tags: the clinical interpretation appears at once
+    dcm.write_bytes(_dicom_from(SAMPLE, PatientSex="F", PatientBirthDate="20140115", StudyDate="20250301"))
+    pg.goto(server + "/predict")
+    idle(pg)
+    upload_on_predict(pg, dcm)
+    wait_bone_age(pg)
+    idle(pg)
+    height = pg.get_by_test_id("stNumberInput").filter(has_text="Height").locator("input")
+    height.fill("140")
+    height.press("Enter")
+    expect(pg.get_by_text("from 140.0 cm")).to_have_count(1)
+    idle(pg)
+    height.fill("152.5")  # no Enter, no waiting: the click itself ends the typing
+    with pg.expect_download() as dl:
+        pg.get_by_test_id("stDownloadButton").filter(has_text="PDF").click()
+    text = _pdf_text(Path(dl.value.path()))
+    assert "152.5 cm" in text and "140.0 cm" not in text, text[:800]
+    idle(pg)
+    with pg.expect_download() as dl:
+        pg.get_by_test_id("stDownloadButton").filter(has_text="JSON").click()
+    rec = json.loads(Path(dl.value.path()).read_bytes())
+    assert rec["height_cm"] == 152.5 and rec["accepted"] is True
+    expect(pg.get_by_text("from 152.5 cm")).to_have_count(1)  # and the screen says the same
+    no_traceback(pg)
+
+
+def test_refused_image_in_the_browser_has_no_bone_age_and_no_downloads(server, page, tmp_path):
+    from boneage.acceptance import AcceptanceCheck
+    from boneage.negatives import make
+    from boneage.paths import MODELS_DIR
+
+    if AcceptanceCheck.load(MODELS_DIR) is None:
+        pytest.skip("the shipped bundle has no acceptance calibration")
+    pg = page
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(make("noise", 1).data)
+    pg.goto(server + "/predict")
+    idle(pg)
+    upload_on_predict(pg, noise)
+    choose_female(pg)
+    expect(pg.get_by_text("This does not look like a child's hand radiograph:")).to_be_visible()
+    idle(pg)
+    expect(bone_age_metric(pg)).to_have_count(0)
+    expect(pg.get_by_test_id("stDownloadButton")).to_have_count(0)
+    no_traceback(pg)
+    shot(pg, "10_refused")

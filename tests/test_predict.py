@@ -177,3 +177,18 @@ def test_shipped_model_is_sane_on_hires_fixtures(predictor):
     err = [abs(predictor.predict(HIRES / f"{r.id}.png", sex="M" if r.male else "F").bone_age_months - r.boneage_months)
            for r in lab.itertuples()]
     assert np.mean(err) < 20.0, err
+
+
+def test_overlay_is_clear_where_attention_is_low_and_carries_a_key(predictor):
+    from boneage.predict import ATTENTION_FLOOR
+
+    r = predictor.predict(HIRES / "1437.png", sex="F")
+    plain, over = r.plain_rgb(), r.overlay_rgb()
+    assert over.shape[0] == plain.shape[0] and over.shape[1] > plain.shape[1]  # the key strip on the right
+    hm = r.heatmap()
+    hm = hm / hm.max()
+    low = hm < ATTENTION_FLOOR
+    assert low.any() and (~low).any()
+    np.testing.assert_array_equal(over[:, : plain.shape[1]][low], plain[low])  # fully transparent there
+    assert np.abs(over[:, : plain.shape[1]][hm > 0.9].astype(int) - plain[hm > 0.9]).mean() > 20
+    np.testing.assert_array_equal(r.overlay_rgb(key=False), over[:, : plain.shape[1]])

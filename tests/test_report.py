@@ -120,3 +120,22 @@ def test_growth_chart_png_is_a_png():
     png = growth_chart_png("M", 150, 132, 9)
     im = Image.open(io.BytesIO(png))
     assert im.format == "PNG" and im.size[0] > im.size[1] > 300
+
+
+def test_report_shows_the_interval_and_the_ranges_instead_of_one_sd():
+    interp = interpret(143.5, "F", chronological_age_months=120, height_cm=140.0,
+                       bone_age_interval_months=(125.0, 160.0))
+    text = _page_text(_pdf(_report(interp, interval_90_months=(125.0, 160.0))))
+    assert "90% interval 125-160 months" in text and "± 7.9" not in text
+    assert interp.status_range in text  # e.g. "advanced" or "normal to advanced"
+    lo, hi = interp.predicted_adult_height_range_cm
+    assert f"{lo:.0f}-{hi:.0f} cm" in text
+
+
+def test_chart_draws_the_asymmetric_interval():
+    d = chart_data("F", 143.5, 120.0, (125.0, 160.0))
+    assert d.interval_y == pytest.approx((125 / 12, 160 / 12)) and d.uncertainty_y is None
+    fig = growth_chart("F", 143.5, 120.0, (125.0, 160.0))
+    err = [t for t in fig.data if t.name == "This child"][0].error_y
+    assert not err.symmetric and err.array[0] == pytest.approx((160 - 143.5) / 12)
+    assert err.arrayminus[0] == pytest.approx((143.5 - 125) / 12)
