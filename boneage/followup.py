@@ -132,6 +132,13 @@ class FollowUp:
         else:
             out.append("Consistent with bone age keeping pace with the calendar (within twice the "
                        "uncertainty).")
+        for i in self.intervals:
+            u0, u1 = i.start.uncertainty_months, i.end.uncertainty_months
+            tolerance = 0.0 if u0 is None or u1 is None else 2 * math.hypot(u0, u1)
+            if i.bone_age_change_months < -tolerance:
+                out.append(f"Check the readings: bone age fell by {-i.bone_age_change_months:.1f} months from "
+                           f"{i.start.label or 'one visit'} to {i.end.label or 'the next'}, which a skeleton "
+                           "does not do (a misread film, or films of different children).")
         return " ".join(out)
 
     def to_dict(self) -> dict:

@@ -130,3 +130,11 @@ def test_visits_of_both_sexes_are_two_children():
 def test_missing_file_is_a_one_line_error(tmp_path):
     with pytest.raises(ClinicalInputError, match="cannot read"):
         read_results(tmp_path / "nope.jsonl")
+
+
+def test_a_falling_bone_age_is_flagged_as_a_reading_problem():
+    f = follow_up([Visit(120, 137, uncertainty_months=5, label="a"), Visit(149, 25, uncertainty_months=5, label="b")],
+                  "F")
+    assert "Check the readings: bone age fell by 112.0 months from a to b" in f.summary()
+    small = follow_up([Visit(120, 137, uncertainty_months=5), Visit(132, 134, uncertainty_months=5)], "F")
+    assert "Check the readings" not in small.summary()  # within the readings' error
