@@ -148,8 +148,14 @@ def cmd_predict(a) -> int:
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
             rc = EXIT_BAD_INPUT
             continue
+        dicom_files = []
+        if a.dicom_out:
+            from .dicom_out import write_results
+
+            dicom_files = [str(p) for p in write_results(r, f, a.dicom_out)]
         if a.json:
-            print(json.dumps({"file": str(f), **r.to_dict()}), flush=True)
+            extra = {"dicom_files": dicom_files} if a.dicom_out else {}
+            print(json.dumps({"file": str(f), **r.to_dict(), **extra}), flush=True)
         else:
             print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} "
                   f"[{r.sex}, model {r.model_version}]")
@@ -157,6 +163,8 @@ def cmd_predict(a) -> int:
                 print(f"  {r.clinical.summary()}")
             for w in r.warnings:
                 print(f"  warning: {w}")
+            if dicom_files:
+                print(f"  DICOM: {', '.join(Path(p).name for p in dicom_files)} in {a.dicom_out}")
         if follow:  # after the reading is shown: a visit that cannot be placed loses no bone age
             try:
                 visits.append((_visit(f, r), r.sex))
@@ -286,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--previous", action="append", metavar="RESULTS",
                    help="earlier results of the same child (JSON lines from --json), as the first visits; "
                         "implies --follow-up")
+    s.add_argument("--dicom-out", metavar="DIR", help="also write DICOM results (overlay Secondary Capture + "
+                   "Encapsulated PDF report), in the source study for DICOM input")
     s.set_defaults(func=cmd_predict)
 
     from .serve import DEFAULT_HOST, DEFAULT_PORT
