@@ -44,6 +44,8 @@ if sync_playwright is None:
     pytestmark.append(pytest.mark.skip(reason="playwright not installed (run scripts/browser_setup.sh)"))
 elif not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
     pytestmark.append(pytest.mark.skip(reason=f"no Chromium at {CHROMIUM} (run scripts/browser_setup.sh)"))
+else:  # expect()'s own 5 s default is shorter than one rerun on a loaded 2-core machine
+    expect.set_options(timeout=30_000)
 
 
 def _free_port() -> int:
