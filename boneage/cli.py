@@ -2,8 +2,8 @@
 
 Bad input gets one line on stderr and exit status 2 — never a traceback; TensorFlow's start-up
 logging is kept off the terminal (see :mod:`boneage._quiet`). Cheap checks first: every command
-checks its paths with :mod:`boneage.preflight` (pathlib only) before it imports TensorFlow, pandas
-or OpenCV, so a mistyped path is answered at once instead of after TensorFlow's ≈3–5 s start.
+checks its paths with :mod:`boneage.preflight` (pathlib only) before it imports TensorFlow or
+pandas, so a mistyped path is answered at once instead of after TensorFlow's ≈3–5 s start.
 """
 from __future__ import annotations
 

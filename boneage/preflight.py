@@ -1,8 +1,7 @@
 """Cheap checks on paths, run before anything heavy is imported.
 
-Why a module of its own: the command line imports TensorFlow (≈3 s, ≈4.5 s measured for
-``boneage predict typo.png`` before this existed), pandas and OpenCV only inside the command that
-needs them, so a mistyped path must be caught by code that imports none of them. Everything here
+Why a module of its own: the command line imports TensorFlow (≈3 s; ``boneage predict typo.png``
+took ≈4.5 s to answer before this existed) and pandas only inside the command that needs them, so a mistyped path must be caught by code that imports none of them. Everything here
 uses :mod:`pathlib` alone; each failure is a :class:`PathError` with a one-line message in the
 loader's own words ("file not found"), so the CLI, the data module and the tests share them.
 """
