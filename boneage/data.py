@@ -19,6 +19,7 @@ import pandas as pd
 
 from .io import ImageError, load_image
 from .pipeline import PipelineParams, run_pipeline
+from .preflight import PathError, labels_file
 from .vocab import male_or_none
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", "")
@@ -30,13 +31,10 @@ class DataError(ValueError):
 
 def read_labels(data_dir: str | Path) -> pd.DataFrame:
     """``id, boneage_months, male`` from ``labels.csv`` (also Kaggle's ``id,boneage,male``)."""
-    d = Path(data_dir)
-    path = d / "labels.csv" if d.is_dir() else d
-    if not path.exists():
-        cands = sorted(d.glob("*.csv")) if d.is_dir() else []
-        if len(cands) != 1:
-            raise DataError(f"{d}: no labels.csv (expected columns id,boneage_months,male)")
-        path = cands[0]
+    try:
+        path = labels_file(data_dir)
+    except PathError as e:
+        raise DataError(str(e)) from None
     try:
         df = pd.read_csv(path)
     except Exception as e:  # noqa: BLE001 - pandas raises many types
