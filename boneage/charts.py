@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .clinical import gp_reference, normalise_sex
+from .clinical import gp_reference
+from .vocab import parse_sex, sex_word
 
 # Colour-blind-safe pair (Okabe-Ito): blue for the reference, vermillion for the child.
 REF_COLOUR = "#0072B2"
@@ -41,7 +42,7 @@ class ChartData:
 
     @property
     def title(self) -> str:
-        return f"Bone age vs chronological age ({'boys' if self.sex == 'M' else 'girls'}, Greulich-Pyle)"
+        return f"Bone age vs chronological age ({sex_word(self.sex, plural=True)}, Greulich-Pyle)"
 
     @property
     def axis_max(self) -> float:
@@ -54,7 +55,7 @@ def chart_data(sex: str, bone_age_months: float, chronological_age_months: float
                uncertainty_months: float | None = None,
                visits: Sequence[tuple[float, float]] = ()) -> ChartData:
     """Reference curves and the child's point (and follow-up visits as (CA, BA) months), in years."""
-    s = normalise_sex(sex)
+    s = parse_sex(sex)
     ref = gp_reference(s)
     ages = ref["ages_months"].to_numpy() / 12.0
     sd = ref["sd_months"].to_numpy() / 12.0
