@@ -45,6 +45,16 @@ def _date(s: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{s!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _sex(s: str) -> str:
+    """Any spelling :func:`boneage.vocab.parse_sex` accepts, as "M"/"F"."""
+    from .vocab import SexError, parse_sex
+
+    try:
+        return parse_sex(s)
+    except SexError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _size(s: str) -> tuple[int, int]:
     """``160x128`` (height × width) or ``160`` (square)."""
     try:
@@ -249,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="bone age for one or more radiographs")
     s.add_argument("files", nargs="+")
-    s.add_argument("--sex", choices=["M", "F", "m", "f"], help="required unless the DICOM says")
+    s.add_argument("--sex", type=_sex, help="M or F (also male/female, boy/girl); required unless the DICOM says")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")

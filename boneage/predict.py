@@ -22,6 +22,7 @@ import numpy as np
 from .io import ImageError, ImageMeta, LoadedImage, load_image
 from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
+from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
@@ -49,9 +50,7 @@ class Prediction:
 
     @property
     def bone_age_years_text(self) -> str:
-        m = max(0.0, self.bone_age_months)
-        y, mm = divmod(int(round(m)), 12)
-        return f"{y} y {mm} m"
+        return format_age(self.bone_age_months)
 
     def heatmap(self) -> np.ndarray:
         """Attention resampled onto the aligned (canonical) image, [0, 1], kept to the hand."""
@@ -96,15 +95,11 @@ class Prediction:
         return d
 
 
-def _normalise_sex(sex) -> str | None:
-    """'M'/'F' (one rule for the whole package: boneage.clinical.normalise_sex), None when not given."""
-    from .clinical import ClinicalInputError, normalise_sex
-
-    if sex is None:
-        return None
+def _normalise_sex(sex) -> Sex | None:
+    """'M'/'F' by the package's one parser (:func:`boneage.vocab.parse_sex`), None when not given."""
     try:
-        return normalise_sex(sex)
-    except ClinicalInputError:
+        return parse_optional_sex(sex)
+    except SexError:
         raise PredictionError(f"sex must be M or F, got {sex!r}") from None
 
 
@@ -193,7 +188,7 @@ class Predictor:
         res = run_pipeline(pixels, params or self.params)
         n = DEFAULT_TTA if tta is None else max(1, int(tta))
         batch = tta_batch(res.model_input, n=n)
-        months, att = self._run(batch, 1.0 if sx == "M" else 0.0)
+        months, att = self._run(batch, model_input(sx))
         est = float(np.mean(months))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
