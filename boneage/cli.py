@@ -1,7 +1,9 @@
 """``boneage`` command line: pipeline, predict, serve, evaluate, train, fetch-weights.
 
 Bad input gets one line on stderr and exit status 2 — never a traceback; TensorFlow's start-up
-logging is kept off the terminal (see :mod:`boneage._quiet`).
+logging is kept off the terminal (see :mod:`boneage._quiet`). Cheap checks first: every command
+checks its paths with :mod:`boneage.preflight` (pathlib only) before it imports TensorFlow or
+pandas, so a mistyped path is answered at once instead of after TensorFlow's ≈3–5 s start.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from . import preflight
+
 EXIT_BAD_INPUT = 2
 EXIT_NOT_ACCEPTED = 3  # some image was read but refused by the acceptance check, none unreadable
 
@@ -23,11 +27,33 @@ def _fail(msg: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _preflight_error(*checks) -> str | None:
+    """Run ``(check, value)`` pairs from :mod:`boneage.preflight`, skipping unset values; the first failure's message."""
+    for check, value in checks:
+        if value is None:
+            continue
+        try:
+            check(value)
+        except preflight.PathError as e:
+            return str(e)
+    return None
+
+
 def _date(s: str) -> dt.date:
     try:
         return dt.date.fromisoformat(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _sex(s: str) -> str:
+    """Any spelling :func:`boneage.vocab.parse_sex` accepts, as "M"/"F"."""
+    from .vocab import SexError, parse_sex
+
+    try:
+        return parse_sex(s)
+    except SexError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _size(s: str) -> tuple[int, int]:
@@ -47,6 +73,8 @@ def _size(s: str) -> tuple[int, int]:
 
 
 def cmd_pipeline(a) -> int:
+    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out)):
+        return _fail(err)
     import cv2
 
     from .io import ImageError, load_image, to_uint8
@@ -80,9 +108,68 @@ def cmd_pipeline(a) -> int:
     return 0
 
 
-def cmd_predict(a) -> int:
-    from .acceptance import NotAcceptedError
+def _per_file(values: list | None, n: int, flag: str) -> list:
+    """One value for every file, or one per file (``--study-date`` given once or N times)."""
+    if not values:
+        return [None] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"{flag} given {len(values)} times for {n} files: give it once (every file) or once per file")
+    return list(values)
+
+
+def _visit(f, r):
+    """The follow-up visit of one reading, or a one-line reason it cannot be one."""
     from .clinical import ClinicalInputError
+    from .followup import Visit
+
+    c = r.clinical
+    if c is None or c.chronological_age_months is None:
+        raise ClinicalInputError(f"{f}: no chronological age, so it cannot be placed on the follow-up "
+                                 "(give --birth-date with study dates, or --age-months once per file)")
+    return Visit(c.chronological_age_months, r.bone_age_months, c.study_date, r.uncertainty_months, str(f))
+
+
+def _print_follow_up(fu, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"follow_up": fu.to_dict()}), flush=True)
+        return
+    print(f"follow-up ({'boy' if fu.sex == 'M' else 'girl'}): {fu.summary()}")
+    for i in fu.intervals:
+        sd = "" if i.velocity_sd is None else f" ± {i.velocity_sd:.2f}"
+        print(f"  {i.start.label} -> {i.end.label}: {i.months:.1f} months, bone age {i.bone_age_change_months:+.1f} "
+              f"months, velocity {i.velocity:.2f}{sd}")
+
+
+def cmd_predict(a) -> int:
+    from .clinical import ClinicalInputError, check_parent_heights
+    from .followup import follow_up, one_child, read_results
+
+    n = len(a.files)
+    try:  # clinical options need no model: nonsense fails fast, before any file is read
+        per_file = list(zip(a.files, _per_file(a.age_months, n, "--age-months"),
+                            _per_file(a.study_date, n, "--study-date"), _per_file(a.height_cm, n, "--height-cm")))
+        check_parent_heights(a.father_height_cm, a.mother_height_cm)
+        earlier = [v for path in a.previous or [] for v in read_results(path)]
+    except (ValueError, ClinicalInputError) as e:
+        return _fail(str(e))
+    follow = a.follow_up or bool(earlier)
+    if follow and len(earlier) + n < 2:
+        return _fail("follow-up needs at least two visits (several files, or --previous with earlier results)")
+
+    if err := _preflight_error((preflight.model_path, a.model)):
+        return _fail(err)
+    rc, todo = 0, []
+    for item in per_file:  # every missing file is named (the others still run), before the model loads
+        if err := _preflight_error((preflight.existing_file, item[0])):
+            rc = _fail(err)
+        else:
+            todo.append(item)
+    if not todo:
+        return rc
+
+    from .acceptance import NotAcceptedError
     from .io import ImageError
     from .predict import PredictionError, Predictor
 
@@ -90,12 +177,13 @@ def cmd_predict(a) -> int:
         pred = Predictor.load(a.model)
     except PredictionError as e:
         return _fail(str(e))
-    bad = refused = False
-    for f in a.files:
+    visits, refused = list(earlier), False
+    for f, age, study, height in todo:
         try:
-            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=a.age_months, birth_date=a.birth_date,
-                             study_date=a.study_date, height_cm=a.height_cm, accept_unusual=a.accept_unusual)
-        except NotAcceptedError as e:
+            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=age, birth_date=a.birth_date,
+                             study_date=study, height_cm=height, father_height_cm=a.father_height_cm,
+                             mother_height_cm=a.mother_height_cm, accept_unusual=a.accept_unusual)
+        except NotAcceptedError as e:  # one stderr line; with --json a line without a bone age
             print(f"{f}: not accepted: {e.reason}", file=sys.stderr, flush=True)
             if a.json:
                 print(json.dumps({"file": str(f), "accepted": False, "reason": e.reason,
@@ -105,7 +193,7 @@ def cmd_predict(a) -> int:
         except (ImageError, PredictionError, ClinicalInputError) as e:
             msg = str(e)
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
-            bad = True
+            rc = EXIT_BAD_INPUT
             continue
         dicom_files = []
         if a.dicom_out:
@@ -126,7 +214,18 @@ def cmd_predict(a) -> int:
                 print(f"  warning: {w}")
             if dicom_files:
                 print(f"  DICOM: {', '.join(Path(p).name for p in dicom_files)} in {a.dicom_out}")
-    return EXIT_BAD_INPUT if bad else EXIT_NOT_ACCEPTED if refused else 0
+        if follow:  # after the reading is shown: a visit that cannot be placed loses no bone age
+            try:
+                visits.append((_visit(f, r), r.sex))
+            except ClinicalInputError as e:
+                print(f"boneage: error: {e}", file=sys.stderr)
+                rc = EXIT_BAD_INPUT
+    if follow:
+        try:
+            _print_follow_up(follow_up([v for v, _ in visits], one_child(visits) if visits else "F"), a.json)
+        except ClinicalInputError as e:
+            return _fail(f"follow-up: {e}")
+    return rc or (EXIT_NOT_ACCEPTED if refused else 0)
 
 
 def cmd_serve(a) -> int:
@@ -144,6 +243,9 @@ def cmd_serve(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    if err := _preflight_error((preflight.labels_file, a.data), (preflight.model_path, a.model),
+                               (preflight.output_file, a.out), (preflight.output_file, a.json)):
+        return _fail(err)
     from .data import DataError
     from .evaluate import evaluate
     from .predict import PredictionError
@@ -173,14 +275,17 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .data import DataError
-    from .train import TrainConfig, train
-
     h, w = a.image_size
     if not 0 <= a.ema < 1:
         return _fail(f"--ema must be in [0, 1) (got {a.ema})")
     if a.augment_strength < 0:
         return _fail(f"--augment-strength must be ≥ 0 (got {a.augment_strength})")
+    if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
+                               (preflight.existing_path, a.init_from)):
+        return _fail(err)
+    from .data import DataError
+    from .train import TrainConfig, train
+
     cfg = TrainConfig(
         data=a.data, out=a.out, backbone=a.backbone, image_height=h, image_width=w, epochs=a.epochs,
         batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction, pretrained=not a.no_pretrained,
@@ -231,17 +336,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Exit status: 0 all predicted; 2 some file unreadable or bad input; "
                                    "3 some image not accepted as a child's hand radiograph (and none unreadable).")
     s.add_argument("files", nargs="+")
-    s.add_argument("--sex", choices=["M", "F", "m", "f"], help="required unless the DICOM says")
+    s.add_argument("--sex", type=_sex, help="M or F (also male/female, boy/girl); required unless the DICOM says")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
-    s.add_argument("--age-months", type=float, help="chronological age in months")
+    s.add_argument("--age-months", type=float, action="append",
+                   help="chronological age in months (once for every file, or once per file)")
     s.add_argument("--birth-date", type=_date)
-    s.add_argument("--study-date", type=_date)
-    s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
+    s.add_argument("--study-date", type=_date, action="append",
+                   help="YYYY-MM-DD (once for every file, or once per file; DICOM files carry their own)")
+    s.add_argument("--height-cm", type=float, action="append",
+                   help="current height, for the Bayley–Pinneau adult height (once, or once per file)")
+    s.add_argument("--father-height-cm", type=float, help="father's height, for the mid-parental target height")
+    s.add_argument("--mother-height-cm", type=float, help="mother's height, for the mid-parental target height")
     s.add_argument("--accept-unusual", action="store_true",
                    help="research use: predict even when the image does not look like a child's hand radiograph "
                         "(the output says so)")
+    s.add_argument("--follow-up", action="store_true",
+                   help="the files are visits of one child, oldest first: adds the bone-age velocity")
+    s.add_argument("--previous", action="append", metavar="RESULTS",
+                   help="earlier results of the same child (JSON lines from --json), as the first visits; "
+                        "implies --follow-up")
     s.add_argument("--dicom-out", metavar="DIR", help="also write DICOM results (overlay Secondary Capture + "
                    "Encapsulated PDF report), in the source study for DICOM input")
     s.set_defaults(func=cmd_predict)

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .vocab import FEMALE, MALE, from_male, sex_label
+
 AGE_BANDS = ((0, 72, "0-6 y"), (72, 144, "6-12 y"), (144, 229, "12-19 y"))
 
 
@@ -30,8 +32,8 @@ def summarise(df: pd.DataFrame) -> dict:
         "n_by_age_band": {},
     }
     male = d["male"].astype(bool).to_numpy()
-    for name, sel in (("male", male), ("female", ~male)):
-        out["mae_by_sex"][name] = _r(np.mean(np.abs(err[sel]))) if sel.any() else None
+    for sex, sel in ((MALE, male), (FEMALE, ~male)):
+        out["mae_by_sex"][sex_label(sex)] = _r(np.mean(np.abs(err[sel]))) if sel.any() else None
     ba = d["boneage_months"].to_numpy(float)
     for lo, hi, name in AGE_BANDS:
         sel = (ba >= lo) & (ba < hi)
@@ -49,7 +51,7 @@ def band_sex_table(df: pd.DataFrame) -> pd.DataFrame:
     d = df.dropna(subset=["predicted_months"]).copy()
     d["error"] = d["predicted_months"] - d["boneage_months"]
     d["abs_error"] = d["error"].abs()
-    d["sex"] = np.where(d["male"].astype(bool), "male", "female")
+    d["sex"] = [sex_label(from_male(m)) for m in d["male"]]
     d["age_band"] = pd.cut(d["boneage_months"], [b[0] for b in AGE_BANDS] + [AGE_BANDS[-1][1]], right=False,
                            labels=[b[2] for b in AGE_BANDS])
     g = d.groupby(["age_band", "sex"], observed=True)
@@ -89,7 +91,7 @@ def evaluate(data_dir: str | Path, *, model_path: str | Path | None = None, tta:
             row["reason"] = "image missing"
         else:
             try:
-                pr = pred.predict(p, sex="M" if r.male else "F", tta=tta)
+                pr = pred.predict(p, sex=from_male(r.male), tta=tta)
                 row.update(predicted_months=pr.bone_age_months, tta_sd_months=pr.tta_sd_months)
                 if pr.interval_90_months is not None:
                     row.update(interval_low_months=pr.interval_90_months[0], interval_high_months=pr.interval_90_months[1])

@@ -25,6 +25,7 @@ from .intervals import IntervalTable
 from .io import ImageError, ImageMeta, LoadedImage, load_image
 from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
+from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
@@ -77,9 +78,7 @@ class Prediction:
 
     @property
     def bone_age_years_text(self) -> str:
-        m = max(0.0, self.bone_age_months)
-        y, mm = divmod(int(round(m)), 12)
-        return f"{y} y {mm} m"
+        return format_age(self.bone_age_months)
 
     def heatmap(self) -> np.ndarray:
         """Attention resampled onto the aligned (canonical) image, [0, 1], kept to the hand."""
@@ -146,15 +145,11 @@ class Prediction:
         return d
 
 
-def _normalise_sex(sex) -> str | None:
-    """'M'/'F' (one rule for the whole package: boneage.clinical.normalise_sex), None when not given."""
-    from .clinical import ClinicalInputError, normalise_sex
-
-    if sex is None:
-        return None
+def _normalise_sex(sex) -> Sex | None:
+    """'M'/'F' by the package's one parser (:func:`boneage.vocab.parse_sex`), None when not given."""
     try:
-        return normalise_sex(sex)
-    except ClinicalInputError:
+        return parse_optional_sex(sex)
+    except SexError:
         raise PredictionError(f"sex must be M or F, got {sex!r}") from None
 
 
@@ -252,7 +247,7 @@ class Predictor:
             scores.update(pipeline_scores(res))
             prepared.append((res, scores))
         batch = np.concatenate([tta_batch(res.model_input, n=n) for res, _ in prepared])
-        male = np.repeat([1.0 if sex == "M" else 0.0 for _, _, sex in items], n)
+        male = np.repeat([model_input(sex) for _, _, sex in items], n)
         months, att, pooled = self._run(batch, male)
         space = self.acceptance.space if self.acceptance else None
         out = []
@@ -284,6 +279,8 @@ class Predictor:
         birth_date: _dt.date | None = None,
         study_date: _dt.date | None = None,
         height_cm: float | None = None,
+        father_height_cm: float | None = None,
+        mother_height_cm: float | None = None,
         name: str | None = None,
         params: PipelineParams | None = None,
         accept_unusual: bool = False,
@@ -322,11 +319,13 @@ class Predictor:
             est = float(np.clip(est, 0, 228))
         interval = self.intervals.interval(est, sx, tta_sd) if self.intervals is not None else None
         clin = None
-        if chronological_age_months is not None or birth_date is not None or study_date is not None or height_cm is not None:
+        if any(v is not None for v in (chronological_age_months, birth_date, study_date, height_cm,
+                                        father_height_cm, mother_height_cm)):
             from .clinical import interpret
 
             clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
-                             study_date=study_date, height_cm=height_cm, bone_age_interval_months=interval)
+                             study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
+                             mother_height_cm=mother_height_cm, bone_age_interval_months=interval)
         a = ex.attention
         a = (a - a.min()) / (a.max() - a.min() + 1e-9)
         return Prediction(
