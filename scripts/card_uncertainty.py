@@ -5,7 +5,7 @@ Reads ``acceptance.json`` (scripts/calibrate_acceptance.py) and ``intervals.json
 (scripts/calibrate_intervals.py) and writes the section between the markers in the card
 (``models/README.md``), or appends it; ``make_model_card.py`` includes the same lines.
 
-    python scripts/card_uncertainty.py --bundle models
+    python scripts/card_uncertainty.py --bundle models --readme README.md
 """
 from __future__ import annotations
 
@@ -83,20 +83,31 @@ def _read(p: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def write_block(path: Path, block: str, before: str = "## Files") -> None:
+    """Replace the marked block in ``path``, or insert it before the ``before`` heading (else append)."""
+    text = path.read_text() if path.is_file() else ""
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    elif before in text:
+        text = text.replace(before, block + "\n\n" + before, 1)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", default="models")
+    ap.add_argument("--readme", help="also write the block into this file (the project README), before "
+                                     "its '## Clinical reading' heading")
     a = ap.parse_args(argv)
     bundle = Path(a.bundle)
-    card = bundle / "README.md"
-    text = card.read_text() if card.is_file() else ""
     block = "\n".join(section(bundle))
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        marker = "## Files"
-        text = text.replace(marker, block + "\n\n" + marker, 1) if marker in text else text.rstrip() + "\n\n" + block + "\n"
-    card.write_text(text)
+    write_block(bundle / "README.md", block)
+    if a.readme:
+        readme_block = block.replace("\n### ", "\n#### ").replace("## Knowing when not to answer",
+                                                                  "### Measured: acceptance check and 90 % intervals")
+        write_block(Path(a.readme), readme_block, before="## Clinical reading")
     print(block)
     return 0
 
