@@ -255,6 +255,8 @@ class Predictor:
             mo = months[i * n : (i + 1) * n]
             tta_sd = float(np.std(mo)) if n > 1 else 0.0
             scores.update(model_scores(pooled[i * n], tta_sd, space))
+            if n != DEFAULT_TTA:  # the TTA-spread threshold was calibrated on 8 copies; other counts skip it
+                scores.pop("tta_sd_months")
             out.append(Examination(pixels, meta, res, mo, att[i * n], pooled[i * n], scores))
         return out
 
