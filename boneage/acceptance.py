@@ -16,8 +16,11 @@ only given when every piece of evidence looks like the hand radiographs the mode
 
 Each score has a one-sided threshold set on real hand radiographs only (a high quantile of the
 RSNA thumbnails; see ``scripts/calibrate_acceptance.py``), so the rules are not tuned to the
-negatives. The first rule an image fails gives the reason, in the order above (the cheapest and
-plainest reason first). Thresholds, feature statistics and measured rates live in the model
+negatives. Single scores overlap: real thumbnails are heterogeneous (a failed mask, a film edge),
+and a skull or spine rendering is unremarkable on any one of them. So a last rule combines them:
+each score's tail probability under the real radiographs' distribution as surprise (−log p),
+the three largest summed, with its own threshold from the real radiographs. The first rule an image fails gives
+the reason, in the order above (the cheapest and plainest reason first). Thresholds, feature statistics and measured rates live in the model
 bundle folder (``acceptance.json`` + ``acceptance_features.npz``); measured rates are in
 README.md and the model card.
 """
@@ -51,7 +54,11 @@ RULES: dict[str, tuple[str, str, str]] = {
     "feature_distance": ("model", "high", "the model's features are far from those of hand radiographs it was trained on"),
     "feature_residual": ("model", "high", "the model's features are unlike those of hand radiographs it was trained on"),
     "tta_sd_months": ("model", "high", "the model's answers disagree when the image is shifted slightly"),
+    "atypicality": ("combined", "high", "several measurements are unusual for a hand radiograph"),
 }
+# Scores whose tail probabilities feed ``atypicality`` (the mean surprise −log p over those present).
+TAIL_SCORES = ("contrast", "noise", "edge_density", "hand_area_fraction", "solidity", "finger_valleys",
+               "elongation", "feature_distance", "feature_residual", "tta_sd_months")
 
 
 class NotAcceptedError(ImageError):
@@ -193,9 +200,25 @@ class AcceptanceCheck:
     thresholds: dict[str, dict[str, float]]
     space: FeatureSpace | None = None
     info: dict = field(default_factory=dict)  # provenance and measured rates (acceptance.json)
+    # score -> {"side": "high" | "low" | "both", "grid": 101 quantiles of the real radiographs' values}
+    tails: dict[str, dict] = field(default_factory=dict)
 
-    def judge(self, scores: dict[str, float], levels: tuple[str, ...] = ("image", "pipeline", "model")) -> Verdict:
+    def atypicality(self, scores: dict[str, float]) -> float | None:
+        """Sum of the ``TOP_SURPRISES`` largest surprises −log p among the scores present (p: the
+        score's tail probability among real radiographs). A mean would dilute two or three strong
+        signs in the scores that look normal; one sign alone is what single rules are for."""
+        s = sorted((_surprise(scores[k], self.tails[k]) for k in TAIL_SCORES if k in scores and k in self.tails),
+                   reverse=True)
+        return float(sum(s[:TOP_SURPRISES])) if s else None
+
+    def judge(self, scores: dict[str, float],
+              levels: tuple[str, ...] = ("image", "pipeline", "model", "combined")) -> Verdict:
         """Apply every rule of the given levels whose score is present; the first failure is the reason."""
+        scores = dict(scores)
+        if "combined" in levels and self.tails:
+            a = self.atypicality(scores)
+            if a is not None:
+                scores["atypicality"] = a
         failed = []
         for name, (level, _, _) in RULES.items():
             if level not in levels or name not in scores or name not in self.thresholds:
@@ -204,6 +227,10 @@ class AcceptanceCheck:
             if ("low" in t and v < t["low"]) or ("high" in t and v > t["high"]):
                 failed.append(name)
         reason = _reason(failed[0], scores[failed[0]], self.thresholds[failed[0]]) if failed else None
+        if failed and failed[0] == "atypicality":
+            worst = sorted((k for k in TAIL_SCORES if k in scores and k in self.tails),
+                           key=lambda k: -_surprise(scores[k], self.tails[k]))[:3]
+            reason += "; most unusual: " + ", ".join(k.replace("_", " ") for k in worst)
         return Verdict(accepted=not failed, reason=reason, failed=tuple(failed), scores=dict(scores))
 
     # -- the one place the bundle's acceptance files are read and written
@@ -217,16 +244,41 @@ class AcceptanceCheck:
         d = json.loads(f.read_text())
         space_file = folder / d.get("feature_space_file", FEATURES_FILE)
         space = FeatureSpace.load(space_file) if space_file.is_file() else None
-        return cls(thresholds=d["thresholds"], space=space, info=d)
+        return cls(thresholds=d["thresholds"], space=space, info=d, tails=d.get("tails", {}))
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         d = dict(self.info)
         d["thresholds"] = self.thresholds
+        d["tails"] = self.tails
         if self.space is not None:
             d["feature_space_file"] = FEATURES_FILE
             self.space.save(folder / FEATURES_FILE)
         (folder / ACCEPTANCE_FILE).write_text(json.dumps(d, indent=2) + "\n")
+
+
+TOP_SURPRISES = 3  # atypicality sums this many of the largest surprises
+TAIL_FLOOR = 1e-3  # tail probabilities are floored here: a grid of real values cannot resolve rarer ones
+
+
+def tail_grid(values: np.ndarray, side: str, n: int = 101) -> dict:
+    """What :meth:`AcceptanceCheck.atypicality` needs of one score's distribution among real radiographs."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return {"side": side, "grid": [float(x) for x in np.quantile(v, np.linspace(0, 1, n))]}
+
+
+def _surprise(value: float, tail: dict) -> float:
+    grid = np.asarray(tail["grid"], float)
+    probs = np.linspace(0, 1, len(grid))
+    # Ties (integer scores such as finger_valleys) take the middle of their run of equal quantiles.
+    lo, hi = np.searchsorted(grid, value, side="left"), np.searchsorted(grid, value, side="right")
+    if hi > lo:
+        f = float(probs[lo:hi].mean())
+    else:
+        f = float(np.interp(value, grid, probs))
+    p = {"high": 1 - f, "low": f}.get(tail["side"], 2 * min(f, 1 - f))
+    return float(-math.log(max(p, TAIL_FLOOR)))
 
 
 def _reason(name: str, value: float, t: dict[str, float]) -> str:
@@ -242,5 +294,5 @@ def unchecked(scores: dict[str, float] | None = None) -> Verdict:
     return Verdict(accepted=True, reason=None, failed=(), scores=dict(scores or {}), checked=False)
 
 
-__all__ = ["AcceptanceCheck", "FeatureSpace", "NotAcceptedError", "Verdict", "RULES", "image_scores",
+__all__ = ["AcceptanceCheck", "FeatureSpace", "NotAcceptedError", "Verdict", "RULES", "TAIL_SCORES", "tail_grid", "image_scores",
            "pipeline_scores", "model_scores", "colourfulness", "unchecked"]

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from boneage.acceptance import RULES, AcceptanceCheck, FeatureSpace  # noqa: E402
+from boneage.acceptance import RULES, TAIL_SCORES, AcceptanceCheck, FeatureSpace, tail_grid  # noqa: E402
 
 GROUPS = ("val", "hires", "raw", "neg", "train")
 CHUNK = 8  # images per forward pass (8 × 8 TTA copies)
@@ -51,8 +51,10 @@ PART = {"val": 512, "train": 128}  # images per stored part file (resumable); 64
 MODEL_SCORES = ("feature_distance", "feature_residual", "tta_sd_months")
 # (image/pipeline quantile on the training thumbnails, model quantile on the validation calibration half),
 # tried in order until TARGET_CAL of the calibration half is accepted.
-LADDER = ((0.999, 0.998), (0.9995, 0.999), (0.9998, 0.9995), (1.0, 1.0))
-TARGET_CAL = 0.995
+# Single scores refuse only beyond every real radiograph seen (q = 1); the combined atypicality
+# carries the discrimination, its quantile stepped up from 0.99.
+LADDER = tuple((1.0, 1.0, q) for q in (0.99, 0.993, 0.995, 0.997, 0.999, 1.0))
+TARGET_CAL = 0.998
 
 
 def second_half(image_id: str) -> bool:
@@ -193,9 +195,35 @@ def fit(out: Path, bundle: Path) -> dict:
 
     val_cal = np.array([not second_half(i) for i in val["id"]])
 
-    def make_thresholds(q_img: float, q_model: float) -> dict[str, dict[str, float]]:
+    def reference(name: str, sel: np.ndarray) -> np.ndarray:
+        """Real radiographs' values of one score: training thumbnails for image/pipeline scores
+        (they do not depend on the model having seen the image), validation ids ``sel`` for model
+        scores."""
+        v = val[f"score_{name}"][sel] if RULES[name][0] == "model" else train[f"score_{name}"]
+        return v[np.isfinite(v)]
+
+    def score_dict(d, i):
+        return {k: float(d[f"score_{k}"][i]) for k in TAIL_SCORES if np.isfinite(d[f"score_{k}"][i])}
+
+    tails = {k: tail_grid(reference(k, val_cal), RULES[k][1]) for k in TAIL_SCORES}
+    # The atypicality threshold is set on out-of-fold scores: each calibration image is scored with
+    # tails built without it (two folds), else its own values would look typical by construction.
+    cal_idx = np.flatnonzero(val_cal & (val["unreadable"] == ""))
+    fold = np.array([second_half("fold-" + val["id"][i]) for i in cal_idx])
+    oof_atyp = np.empty(len(cal_idx))
+    for f in (False, True):
+        t_f = {k: tail_grid(reference(k, np.isin(np.arange(len(val["id"])), cal_idx[fold != f])), RULES[k][1])
+               for k in TAIL_SCORES}
+        probe = AcceptanceCheck(thresholds={}, tails=t_f)
+        for j in np.flatnonzero(fold == f):
+            oof_atyp[j] = probe.atypicality(score_dict(val, cal_idx[j]))
+
+    def make_thresholds(q_img: float, q_model: float, q_atyp: float) -> dict[str, dict[str, float]]:
         thresholds: dict[str, dict[str, float]] = {}
         for name, (level, side, _) in RULES.items():
+            if name == "atypicality":
+                thresholds[name] = {"high": float(np.quantile(oof_atyp, q_atyp))}
+                continue
             src, q = (val, q_model) if level == "model" else (train, q_img)
             v = src[f"score_{name}"]
             if level == "model":
@@ -223,20 +251,20 @@ def fit(out: Path, bundle: Path) -> dict:
             thresholds[name] = t
         return thresholds
 
-    # The union of a dozen rules refuses more than any one of them: starting from the first LADDER step, each
-    # rule is loosened until the calibration half of the validation ids (which every rule sees)
-    # keeps ≥ TARGET_CAL accepted. The held-out half and the other positives only measure.
+    # The union of a dozen rules refuses more than any one of them: the LADDER is climbed until the
+    # calibration half of the validation ids (which every rule sees) keeps ≥ TARGET_CAL accepted.
+    # The held-out half and the other positives only measure.
     names = [k[6:] for k in val if k.startswith("score_")]
-    for q_img, q_model in LADDER:
-        thresholds = make_thresholds(q_img, q_model)
-        probe = AcceptanceCheck(thresholds=thresholds)
+    for q_img, q_model, q_atyp in LADDER:
+        thresholds = make_thresholds(q_img, q_model, q_atyp)
+        probe = AcceptanceCheck(thresholds=thresholds, tails=tails)
         ok = np.mean([probe.judge({k: float(val[f"score_{k}"][i]) for k in names
                                    if np.isfinite(val[f"score_{k}"][i])}).accepted
                       for i in np.flatnonzero(val_cal & (val["unreadable"] == ""))])
-        print(f"quantiles {q_img} / {q_model}: {100 * ok:.2f} % of the calibration half accepted", flush=True)
+        print(f"quantiles {q_img} / {q_model} / {q_atyp}: {100 * ok:.2f} % of the calibration half accepted", flush=True)
         if ok >= TARGET_CAL:
             break
-    check = AcceptanceCheck(thresholds=thresholds, space=space)
+    check = AcceptanceCheck(thresholds=thresholds, space=space, tails=tails)
 
     def rates(d, sel=None):
         names = [k[6:] for k in d if k.startswith("score_")]
@@ -277,7 +305,8 @@ def fit(out: Path, bundle: Path) -> dict:
     check.info = {
         "version": 1,
         "about": "acceptance check thresholds (boneage.acceptance); fitted by scripts/calibrate_acceptance.py",
-        "quantiles": {"image_pipeline_on_train_thumbnails": q_img, "model_on_val_calibration_half": q_model},
+        "quantiles": {"image_pipeline_on_train_thumbnails": q_img, "model_on_val_calibration_half": q_model,
+                      "atypicality_on_val_calibration_half": q_atyp},
         "feature_space": {"components": int(len(space.variances)), "fitted_on": "RSNA training thumbnails",
                           "n": int((train["unreadable"] == "").sum())},
         "measured": report,

@@ -199,3 +199,20 @@ def test_evaluate_keeps_refused_rows_apart(tmp_path):
     assert pd.isna(row["predicted_months"]) and row["reason"].startswith("not accepted: ")
     ok = df.set_index("id").loc[1]
     assert ok["reason"] == "" and np.isfinite(ok["predicted_months"])
+
+
+def test_atypicality_catches_several_moderate_signs_that_no_single_rule_does():
+    from boneage.acceptance import tail_grid
+
+    rng = np.random.default_rng(0)
+    real = {k: rng.normal(0, 1, 2000) for k in ("contrast", "noise", "edge_density", "feature_distance")}
+    tails = {k: tail_grid(v, RULES[k][1]) for k, v in real.items()}
+    single = {k: ({"low": float(v.min())} if RULES[k][1] == "low" else {"high": float(v.max())}) for k, v in real.items()}
+    check = AcceptanceCheck(single, tails=tails)
+    typical = check.atypicality({k: 0.0 for k in real})
+    odd = {"contrast": -2.6, "noise": 2.6, "edge_density": 2.6, "feature_distance": 2.6}  # each inside the range
+    assert check.atypicality(odd) > typical + 10
+    check.thresholds["atypicality"] = {"high": 12.0}
+    v = check.judge(odd)
+    assert not v.accepted and v.failed == ("atypicality",) and "most unusual" in v.reason
+    assert check.judge({k: 0.0 for k in real}).accepted
