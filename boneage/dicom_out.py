@@ -213,7 +213,8 @@ def report_pdf(pred, src=None) -> bytes:
                            uncertainty_months=pred.uncertainty_months, sex=pred.sex,
                            model_version=pred.model_version, interpretation=pred.clinical,
                            warnings=pred.warnings, patient_label=tag("PatientName"),
-                           patient_id=tag("PatientID"), accession_number=tag("AccessionNumber"))
+                           patient_id=tag("PatientID"), accession_number=tag("AccessionNumber"),
+                           interval_90_months=getattr(pred, "interval_90_months", None))
 
 
 def build_results(pred, source=None, *, now: _dt.datetime | None = None) -> DicomResults:

@@ -82,7 +82,7 @@ def test_dicom_input_results_join_the_source_study(predictor, source, tmp_path):
     assert px.ndim == 3 and px.shape[2] == 3 and px.dtype == np.uint8
     canon = r.pipeline.stages["canonical"]
     banner = px.shape[0] - canon.shape[0]
-    assert banner > 40 and px.shape[1] == canon.shape[1]
+    assert banner > 40 and px.shape[1] == r.overlay_rgb().shape[1]  # the overlay with its colour key (issue 10)
     top = px[:banner].astype(int)
     assert (top.max(axis=2) > 150).mean() > 0.01  # text drawn
     red = (top[..., 0] > 200) & (top[..., 1] < 140)
