@@ -8,9 +8,7 @@ all Streamlit sessions.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +17,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .bundle import BundleMeta
 from .io import ImageError, ImageMeta, LoadedImage, load_image
-from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
-MODEL_FILE = "model.keras"
-META_FILE = "meta.json"
-
-
 class PredictionError(ValueError):
     """Input that cannot be predicted on (one-line message), e.g. sex missing."""
 
@@ -106,15 +100,15 @@ def _normalise_sex(sex) -> Sex | None:
 class Predictor:
     """A loaded model bundle (``model.keras`` + ``meta.json``), ready to predict."""
 
-    def __init__(self, model, meta: dict, path: Path):
+    def __init__(self, model, meta: BundleMeta, path: Path):
         from .model import with_attention_output
 
         self.model = model
         self.meta = meta
         self.path = path
-        self.params = PipelineParams.from_dict(meta.get("pipeline"))
-        self.model_version = meta.get("model_version", path.stem)
-        self.residual_sd = float(meta.get("val_residual_sd_months", 0.0))
+        self.params = meta.pipeline
+        self.model_version = meta.model_version
+        self.residual_sd = meta.labels.val_residual_sd_months
         self._net = with_attention_output(model)
         self._fn = self._compile(self._net)
         self._lock = threading.Lock()
@@ -133,23 +127,33 @@ class Predictor:
     def load(cls, path: str | Path | None = None) -> "Predictor":
         """Load ``path`` (a run folder or a ``.keras`` file with ``meta.json`` beside it).
 
-        Default: ``$BONEAGE_MODEL`` if set, else the shipped model in ``models/``.
+        Default: ``$BONEAGE_MODEL`` if set, else the shipped model in ``models/`` (see :mod:`boneage.bundle`).
         """
-        from .model import load_model
+        from . import bundle
 
-        p = Path(path or os.environ.get("BONEAGE_MODEL") or MODELS_DIR)
-        model_file = p / MODEL_FILE if p.is_dir() else p
-        meta_file = model_file.parent / META_FILE
-        if not model_file.is_file():
-            raise PredictionError(f"no model at {model_file}; train one with `boneage train` or pass --model")
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        return cls(load_model(model_file), meta, model_file)
+        try:
+            model, meta, b = bundle.load(path)
+        except bundle.BundleError as e:
+            raise PredictionError(str(e)) from None
+        return cls(model, meta, Path(path) if path and str(path).endswith(".keras") else b.model_file)
 
     def _run(self, images: np.ndarray, male: float) -> tuple[np.ndarray, np.ndarray]:
         x = {"image": images.astype(np.float32), "male": np.full((len(images), 1), male, np.float32)}
         with self._lock:
             months, att = self._fn(x)
         return np.asarray(months).reshape(-1), np.asarray(att)[..., 0]
+
+    def read(self, image: str | Path | bytes | np.ndarray | LoadedImage, sex, *, tta: int | None = None,
+             name: str | None = None, params: PipelineParams | None = None) -> Prediction:
+        """The reading alone: bone age, uncertainty, attention and pipeline for one radiograph and a sex.
+
+        No clinical inputs, no interpretation: the bone age depends on the image and the sex only.
+        """
+        pixels, meta = _pixels_and_meta(image, name)
+        sx = _normalise_sex(sex)
+        if sx is None:
+            raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
+        return self._read(pixels, meta, sx, tta, params)
 
     def predict(
         self,
@@ -161,29 +165,38 @@ class Predictor:
         birth_date: _dt.date | None = None,
         study_date: _dt.date | None = None,
         height_cm: float | None = None,
+        father_height_cm: float | None = None,
+        mother_height_cm: float | None = None,
         name: str | None = None,
         params: PipelineParams | None = None,
+        fill_from_tags: bool = True,
     ) -> Prediction:
-        """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError
-        with a one-line message for bad input."""
-        from .augment import tta_batch
+        """The reading (:meth:`read`), interpreted with the clinical inputs that
+        :func:`boneage.clinical_inputs.resolve` picks from what was typed and the DICOM tags.
 
-        meta: ImageMeta | None = None
-        if isinstance(image, LoadedImage):
-            pixels, meta = image.pixels, image.meta
-        elif isinstance(image, np.ndarray):
-            pixels = image
-        else:
-            loaded = load_image(image, name=name)
-            pixels, meta = loaded.pixels, loaded.meta
-        sx = _normalise_sex(sex) or _normalise_sex(meta.sex if meta else None)
-        if sx is None:
+        Tags never cost the bone age: implausible ones are ignored with a warning, and typed values
+        win over them (with a warning where they disagree). Raises ImageError / PredictionError /
+        ClinicalInputError (bad typed inputs) with a one-line message.
+        """
+        from .clinical import interpret
+        from .clinical_inputs import ClinicalInputs, resolve
+
+        pixels, meta = _pixels_and_meta(image, name)
+        typed = ClinicalInputs(sex=_normalise_sex(sex), chronological_age_months=chronological_age_months,
+                               birth_date=birth_date, study_date=study_date, height_cm=height_cm,
+                               father_height_cm=father_height_cm, mother_height_cm=mother_height_cm)
+        inputs, notes = resolve(typed, meta, fill_from_tags=fill_from_tags)
+        if inputs.sex is None:
             raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
-        if meta is not None:
-            birth_date = birth_date or meta.birth_date
-            study_date = study_date or meta.study_date
-            if chronological_age_months is None and birth_date is None and meta.patient_age_months is not None:
-                chronological_age_months = meta.patient_age_months
+        pred = self._read(pixels, meta, inputs.sex, tta, params)
+        pred.warnings.extend(notes)
+        if inputs.wants_interpretation():
+            pred.clinical = interpret(pred.bone_age_months, inputs.sex, **inputs.interpret_kwargs())
+        return pred
+
+    def _read(self, pixels: np.ndarray, meta: ImageMeta | None, sx: Sex, tta: int | None,
+              params: PipelineParams | None) -> Prediction:
+        from .augment import tta_batch
 
         res = run_pipeline(pixels, params or self.params)
         n = DEFAULT_TTA if tta is None else max(1, int(tta))
@@ -198,19 +211,22 @@ class Predictor:
         if est < 0 or est > 228:
             warnings.append("estimate lies outside the training range (0–19 years); clipped")
             est = float(np.clip(est, 0, 228))
-        clin = None
-        if chronological_age_months is not None or birth_date is not None or study_date is not None or height_cm is not None:
-            from .clinical import interpret
-
-            clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
-                             study_date=study_date, height_cm=height_cm)
         a = att[0]
         a = (a - a.min()) / (a.max() - a.min() + 1e-9)
         return Prediction(
             bone_age_months=est, uncertainty_months=unc, tta_sd_months=tta_sd, sex=sx, model_version=self.model_version,
-            warnings=warnings, attention_map=a.astype(np.float32), pipeline=res, image_meta=meta, clinical=clin,
+            warnings=warnings, attention_map=a.astype(np.float32), pipeline=res, image_meta=meta,
             tta_predictions=[float(v) for v in months],
         )
+
+
+def _pixels_and_meta(image, name: str | None) -> tuple[np.ndarray, ImageMeta | None]:
+    if isinstance(image, LoadedImage):
+        return image.pixels, image.meta
+    if isinstance(image, np.ndarray):
+        return image, None
+    loaded = load_image(image, name=name)
+    return loaded.pixels, loaded.meta
 
 
 __all__ = ["Predictor", "Prediction", "PredictionError", "ImageError"]

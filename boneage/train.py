@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import bundle
 from .data import build_cache, split
-from .pipeline import PIPELINE_VERSION, PipelineParams
+from .pipeline import PipelineParams
 
-MODEL_FILE = "model.keras"
-META_FILE = "meta.json"
 
 
 @dataclass
@@ -228,8 +227,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     train_s = time.time() - t_train
     if ckpt.exists():
         model.load_weights(str(ckpt))
-    model.save(out / MODEL_FILE)
-    model = load_model(out / MODEL_FILE)  # what we ship is what we measure
+    run = bundle.Bundle(out)
+    model.save(run.model_file)
+    model = load_model(run.model_file)  # what we ship is what we measure
 
     pred = predict_arrays(model, xi_va, mva, batch_size=64)
     vp = va[["id", "boneage_months", "male"]].copy()
@@ -248,22 +248,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + _gpu_note(),
     })
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    meta = {
-        "model_version": f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-{time.strftime('%Y%m%d')}",
-        "backbone": cfg.backbone,
-        "trainable_fraction": cfg.trainable_fraction,
-        "image_height": cfg.image_height,
-        "image_width": cfg.image_width,
-        "pipeline": params.to_dict(),
-        "pipeline_version": PIPELINE_VERSION,
-        "label_mean_months": float(ytr.mean()),
-        "label_sd_months": float(ytr.std()),
-        "val_residual_sd_months": float(np.std(pred - yva)),
-        "val_mae_months": metrics["mae"],
-        "trained_on": str(cfg.data),
-        "keras_backend": keras.backend.backend(),
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    bundle.write_meta(run, bundle.new_meta(
+        model_version=f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-{time.strftime('%Y%m%d')}",
+        backbone=cfg.backbone, trainable_fraction=cfg.trainable_fraction, image_height=cfg.image_height,
+        image_width=cfg.image_width, pipeline=params, label_mean_months=float(ytr.mean()),
+        label_sd_months=float(ytr.std()), val_residual_sd_months=float(np.std(pred - yva)),
+        val_mae_months=metrics["mae"], trained_on=str(cfg.data)))
     log(f"done: validation MAE {metrics['mae']:.2f} months (trivial baseline {metrics['trivial_baseline_mae']:.2f}); wrote {out}")
     return metrics
 
@@ -280,7 +270,7 @@ def _init_weights(model, src: Path, log) -> None:
 
     if src.is_dir():
         cand = src / "best.weights.h5"
-        src = cand if cand.exists() else src / MODEL_FILE
+        src = cand if cand.exists() else bundle.Bundle(src).model_file
     if not src.exists():
         raise SystemExit(f"--init-from {src}: not found")
     if src.suffix == ".keras":

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from boneage import bundle
+
 
 def sha256(p: Path) -> str:
     h = hashlib.sha256()
@@ -83,13 +85,14 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     run, out = Path(a.run), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("meta.json", "history.csv", "val_predictions.csv"):
+    src_bundle, out_bundle = bundle.Bundle(run), bundle.Bundle(out)
+    for f in (bundle.META_FILE, "history.csv", "val_predictions.csv"):
         shutil.copy2(run / f, out / f)
     # Ship the weights without the optimiser state (a third of the size; predictions identical).
     from boneage.model import load_model
 
-    load_model(run / "model.keras").save(out / "model.keras")
-    meta = json.loads((run / "meta.json").read_text())
+    load_model(src_bundle.model_file).save(out_bundle.model_file)
+    meta = bundle.read_meta(src_bundle).to_dict()  # validated: a malformed meta.json stops here, in one line
     chain = _phases(run)
     cfg = chain[-1][1]
     train_m = json.loads((run / "metrics.json").read_text())
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
         "trivial_baseline_mae": train_m.get("trivial_baseline_mae"),
         "attention_xception": xc,
         "benchmarks": benchmarks or None,
-        "sha256": {"model.keras": sha256(out / "model.keras")},
+        "sha256": {bundle.MODEL_FILE: sha256(out_bundle.model_file)},
         "generated": time.strftime("%Y-%m-%d"),
         "not_for_clinical_use": True,
     }
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
                           "val_mae": mm.get("mae"), "trainable_fraction": c.get("trainable_fraction"),
                           "learning_rate": c.get("learning_rate"), "augment_strength": c.get("augment_strength", 1.0),
                           "ema_momentum": c.get("ema_momentum", 0.0),
-                          "pipeline_version": (_load(str(src / "meta.json")) or {}).get("pipeline_version")})
+                          "pipeline_version": (_load(str(bundle.Bundle(src).meta_file)) or {}).get("pipeline_version")})
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2))
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
     if bench:
         L += ["", "## Speed (measured by `bench/predict.py`)", "", "| figure | value |", "|---|---|"]
         L += [f"| {k} | {v} |" for k, v in bench.items()]
-    L += ["", "## Files", f"- `model.keras` sha256 `{card['sha256']['model.keras']}`",
+    L += ["", "## Files", f"- `{bundle.MODEL_FILE}` sha256 `{card['sha256'][bundle.MODEL_FILE]}`",
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
           "- `card.json`: this card as data; `history.csv`: training curves; `val_predictions.csv`: validation predictions",
           "", "## Not for clinical use",
