@@ -22,6 +22,15 @@ def _fail(msg: str) -> int:
     return EXIT_BAD_INPUT
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line mistakes: ``boneage predict: error: … (see boneage predict --help)``
+    instead of a 6–12-line usage block before the message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = " ".join(str(message).split())
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {msg} (see {self.prog} --help)\n")
+
+
 def _date(s: str) -> dt.date:
     try:
         return dt.date.fromisoformat(s)
@@ -51,12 +60,12 @@ def cmd_pipeline(a) -> int:
     from .io import ImageError, load_image, to_uint8
     from .pipeline import STAGES, PipelineParams, run_pipeline
 
+    params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
+                            denoise=a.denoise)  # ParameterError (one line) before any image work
     try:
         img = load_image(a.image)
     except ImageError as e:
         return _fail(str(e))
-    params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
-                            denoise=a.denoise)
     res = run_pipeline(img.pixels, params)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +90,11 @@ def cmd_predict(a) -> int:
     from .io import ImageError
     from .predict import PredictionError, Predictor
 
+    from .checks import check_int
+    from .predict import MAX_TTA
+
+    if a.tta is not None:
+        check_int(a.tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")  # before the model loads
     try:
         pred = Predictor.load(a.model)
     except PredictionError as e:
@@ -95,8 +109,8 @@ def cmd_predict(a) -> int:
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
             rc = EXIT_BAD_INPUT
             continue
-        if a.json:
-            print(json.dumps({"file": str(f), **r.to_dict()}), flush=True)
+        if a.json:  # allow_nan=False: a NaN would make the line invalid JSON (Predictor refuses them first)
+            print(json.dumps({"file": str(f), **r.to_dict()}, allow_nan=False), flush=True)
         else:
             print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} "
                   f"[{r.sex}, model {r.model_version}]")
@@ -159,9 +173,9 @@ def cmd_train(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
+    p = _Parser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
     p.add_argument("--version", action="version", version=f"boneage {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("pipeline", help="run the preprocessing pipeline and write every stage")
     s.add_argument("image")
@@ -234,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
+    except ValueError as e:
+        from .checks import ParameterError
+
+        if not isinstance(e, ParameterError):
+            if os.environ.get("BONEAGE_DEBUG"):
+                raise
+            return _fail(f"unexpected {e.__class__.__name__}: {e} (set BONEAGE_DEBUG=1 for details)")
+        return _fail(str(e))
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("BONEAGE_DEBUG"):
             raise

@@ -19,11 +19,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .io import ImageError, ImageMeta, LoadedImage, load_image
+from .checks import ParameterError, check_int
+from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
 from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 
 DEFAULT_TTA = 8
+MAX_TTA = 64  # copies per image; more adds time, not accuracy (the spread settles by 8)
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
 MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
@@ -169,18 +171,25 @@ class Predictor:
         name: str | None = None,
         params: PipelineParams | None = None,
     ) -> Prediction:
-        """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError
-        with a one-line message for bad input."""
+        """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError /
+        ParameterError with a one-line message for bad input.
+
+        ``image``: a path, bytes, a binary file, a :class:`LoadedImage`, or an array (checked and
+        normalised by :func:`boneage.io.load_array`, as a file would be). ``tta``: 1 to MAX_TTA
+        copies (0, -5 and 1.5 used to become 1 silently). ``params``: PipelineParams or a dict.
+        """
         from .augment import tta_batch
 
+        n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+        params = self.params if params is None else PipelineParams.coerce(params)
         meta: ImageMeta | None = None
         if isinstance(image, LoadedImage):
             pixels, meta = image.pixels, image.meta
-        elif isinstance(image, np.ndarray):
-            pixels = image
-        else:
+        elif isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(image, "read"):
             loaded = load_image(image, name=name)
             pixels, meta = loaded.pixels, loaded.meta
+        else:  # arrays (and anything else) get the loader's checks: shape, dtype, NaN/inf, blank
+            pixels = load_array(image, name=name or "array").pixels
         sx = _normalise_sex(sex) or _normalise_sex(meta.sex if meta else None)
         if sx is None:
             raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
@@ -190,10 +199,14 @@ class Predictor:
             if chronological_age_months is None and birth_date is None and meta.patient_age_months is not None:
                 chronological_age_months = meta.patient_age_months
 
-        res = run_pipeline(pixels, params or self.params)
-        n = DEFAULT_TTA if tta is None else max(1, int(tta))
+        res = run_pipeline(pixels, params)
         batch = tta_batch(res.model_input, n=n)
         months, att = self._run(batch, 1.0 if sx == "M" else 0.0)
+        if not np.isfinite(months).all():
+            raise PredictionError(
+                f"model {self.model_version} returned a non-finite bone age (NaN or infinity); its weights are broken "
+                "(e.g. trained with a non-finite learning rate): retrain it or use the shipped model"
+            )
         est = float(np.mean(months))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
@@ -218,4 +231,4 @@ class Predictor:
         )
 
 
-__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError"]
+__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError", "ParameterError"]
