@@ -5,8 +5,11 @@ Entry point only: page configuration, navigation over ``pages/`` and the shared 
 import streamlit as st
 
 from boneage import ui
+from boneage.paths import APP_ICON
 
-st.set_page_config(page_title="boneage: bone age from a hand X-ray", page_icon=":material/front_hand:", layout="wide")
+# A local file, not ":material/…": a Material icon as page_icon is fetched from fonts.gstatic.com
+# on every page load, and the app must work air-gapped (tests/test_browser.py fails on any such request).
+st.set_page_config(page_title="boneage: bone age from a hand X-ray", page_icon=str(APP_ICON), layout="wide")
 
 nav = st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

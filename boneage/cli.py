@@ -1,4 +1,4 @@
-"""``boneage`` command line: pipeline, predict, evaluate, train, fetch-weights.
+"""``boneage`` command line: pipeline, predict, serve, evaluate, train, fetch-weights.
 
 Bad input gets one line on stderr and exit status 2 — never a traceback; TensorFlow's start-up
 logging is kept off the terminal (see :mod:`boneage._quiet`).
@@ -58,7 +58,7 @@ def cmd_pipeline(a) -> int:
     import cv2
 
     from .io import ImageError, load_image, to_uint8
-    from .pipeline import STAGES, PipelineParams, run_pipeline
+    from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
 
     params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
                             denoise=a.denoise)  # ParameterError (one line) before any image work
@@ -69,13 +69,16 @@ def cmd_pipeline(a) -> int:
     res = run_pipeline(img.pixels, params)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    files = {}
     for i, name in enumerate(s for s in STAGES if s in res.stages):
         im = res.stages[name]
         im8 = to_uint8(im) if im.dtype != "uint8" else im
         if im8.ndim == 3:
             im8 = cv2.cvtColor(im8, cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(out / f"{i:02d}_{name}.png"), im8)
-    summary = {"source": str(a.image), "image": img.meta.to_dict(), **res.summary()}
+        files[name] = f"{i:02d}_{name}.png"
+        cv2.imwrite(str(out / files[name]), im8)
+    summary = {"source": str(a.image), "image": img.meta.to_dict(), **res.summary(),
+               "stage_files": [{"stage": k, "file": f, "note": STAGE_NOTES.get(k, "")} for k, f in files.items()]}
     summary["warnings"] = list(img.meta.warnings) + summary["warnings"]
     (out / "stages.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(res.stages)} stages written to {out}; rotation {res.rotation_deg:+.1f}°, {res.laterality} hand"
@@ -109,8 +112,14 @@ def cmd_predict(a) -> int:
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
             rc = EXIT_BAD_INPUT
             continue
+        dicom_files = []
+        if a.dicom_out:
+            from .dicom_out import write_results
+
+            dicom_files = [str(p) for p in write_results(r, f, a.dicom_out)]
         if a.json:  # allow_nan=False: a NaN would make the line invalid JSON (Predictor refuses them first)
-            print(json.dumps({"file": str(f), **r.to_dict()}, allow_nan=False), flush=True)
+            extra = {"dicom_files": dicom_files} if a.dicom_out else {}
+            print(json.dumps({"file": str(f), **r.to_dict(), **extra}, allow_nan=False), flush=True)
         else:
             print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} "
                   f"[{r.sex}, model {r.model_version}]")
@@ -118,7 +127,23 @@ def cmd_predict(a) -> int:
                 print(f"  {r.clinical.summary()}")
             for w in r.warnings:
                 print(f"  warning: {w}")
+            if dicom_files:
+                print(f"  DICOM: {', '.join(Path(p).name for p in dicom_files)} in {a.dicom_out}")
     return rc
+
+
+def cmd_serve(a) -> int:
+    from .predict import PredictionError
+    from .serve import ServeConfig, run
+
+    if a.workers < 1 or a.max_upload_mb <= 0:
+        return _fail("--workers must be ≥ 1 and --max-upload-mb > 0")
+    cfg = ServeConfig(max_upload_bytes=int(a.max_upload_mb * 2**20), workers=a.workers, queue=a.queue, tta=a.tta)
+    try:
+        run(a.model, a.host, a.port, cfg)
+    except PredictionError as e:
+        return _fail(str(e))
+    return 0
 
 
 def cmd_evaluate(a) -> int:
@@ -170,8 +195,24 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_fetch_weights(a) -> int:
+    from .weights import SOURCES, WeightsError, fetch_pretrained, sha256_file
+
+    rc = 0
+    for name in a.only or sorted(SOURCES):
+        try:
+            path = fetch_pretrained(name, a.dest, force=a.force)
+            print(f"{name}: {path} (sha256 {sha256_file(path)})")
+        except WeightsError as e:
+            print(f"boneage: error: {name}: {e}", file=sys.stderr)
+            rc = 1  # a failed download or check, not bad input
+    return rc
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .pipeline import DENOISE_METHODS, THRESHOLD_METHODS
+    from .weights import SOURCES, default_dir
 
     p = _Parser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
     p.add_argument("--version", action="version", version=f"boneage {__version__}")
@@ -182,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder for NN_<stage>.png and stages.json")
     s.add_argument("--clahe-clip", type=float, default=1.0)
     s.add_argument("--clahe-tiles", type=int, default=3)
-    s.add_argument("--threshold", choices=["mean", "otsu"], default="mean")
-    s.add_argument("--denoise", choices=["median", "gaussian", "none"], default="median")
+    s.add_argument("--threshold", choices=THRESHOLD_METHODS, default="mean")
+    s.add_argument("--denoise", choices=DENOISE_METHODS, default="median")
     s.set_defaults(func=cmd_pipeline)
 
     s = sub.add_parser("predict", help="bone age for one or more radiographs")
@@ -196,7 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--birth-date", type=_date)
     s.add_argument("--study-date", type=_date)
     s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
+    s.add_argument("--dicom-out", metavar="DIR", help="also write DICOM results (overlay Secondary Capture + "
+                   "Encapsulated PDF report), in the source study for DICOM input")
     s.set_defaults(func=cmd_predict)
+
+    from .serve import DEFAULT_HOST, DEFAULT_PORT
+
+    s = sub.add_parser("serve", help="REST service (FastAPI): POST /v1/predict, GET /health, docs at /docs")
+    s.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT)
+    s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="predictions running at once (default: cores)")
+    s.add_argument("--queue", type=int, default=0, help="requests allowed to wait beyond --workers (default 4 × workers); more get 503")
+    s.add_argument("--max-upload-mb", type=float, default=100, help="largest upload accepted (default 100 MB)")
+    s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("evaluate", help="predict every image of a labelled folder and report errors")
     s.add_argument("--data", required=True, help="folder with labels.csv (id,boneage_months,male) and the images")
@@ -232,9 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="preprocessing processes")
     s.set_defaults(func=cmd_train)
 
-    from .weights import add_cli
-
-    add_cli(sub)
+    s = sub.add_parser("fetch-weights", help="download, verify and convert ImageNet weights (offline use)")
+    s.add_argument("--dest", type=Path, default=None, help=f"output folder (default: {default_dir()})")
+    s.add_argument("--only", choices=sorted(SOURCES), action="append", help="fetch just these (repeatable)")
+    s.add_argument("--force", action="store_true", help="re-download and re-convert even if cached")
+    s.set_defaults(func=cmd_fetch_weights)
     return p
 
 

@@ -16,26 +16,36 @@ References
        tables.
 [BP52] Bayley N, Pinneau SR. Tables for predicting adult height from skeletal
        age: revised for use with the Greulich-Pyle hand standards.
-       J Pediatr 1952;40:423-441.
+       J Pediatr 1952;40:423-441.  A scan of the printed paper is kept in the
+       public repository rcpchgrowth-python (RCPCH), file
+       rcpchgrowth/data_tables/bayley-pineau.pdf: the source of the tables below.
+[T70]  Tanner JM, Goldstein H, Whitehouse RH. Standards for children's height
+       at ages 2-9 years allowing for heights of parents. Arch Dis Child
+       1970;45:755-762: the mid-parental ("target") height, (father + mother
+       +/- 13 cm) / 2, and its conventional range of +/- 8.5 cm, commonly cited
+       as the ~95% range of adult heights of children of such parents.
+[WC99] Wright CM, Cheetham TD. The strengths and limitations of parental
+       heights as a predictor of attained height. Arch Dis Child
+       1999;81:257-260: the range is wider than +/- 8.5 cm when the parents
+       are far from the mean (regression to the mean), so the target range is
+       a screening guide, not a bound.
 
-How the numbers were obtained (no copy of the printed atlas was available to
-us, so each table is a transcription checked against independent evidence):
+How the numbers were obtained:
 
 * Brush Foundation mean / SD of skeletal age: open-source transcription used by
   bone-age software (a Python growth-chart module listing these exact values),
   which agrees digit for digit with our own recollection of the atlas table and
   with the worked example of this project's issue (girls, 10 y: SD 11.73 mo, so
-  BA 143.5 at CA 120 gives Z = +2.0).  Only one machine-readable source was
-  found, so this is "two sources that agree", not a check against the page.
-* Bayley-Pinneau percentages: open-source transcription (eatyourpeas/
-  endocrinologist, lib/referencedata/bayley_pinneau.dart), which gives each
-  printed table twice: the "% of mature height" header row and the body of
-  predicted adult heights (inches) for integer current heights.  In the
-  original, body = height / percentage, so the body lets us re-derive every
-  percentage independently of the header.  We did that for several rows of
-  every table (see the per-table notes); where the header had a typo the body
-  decided.  tests/test_clinical.py reproduces some body entries as worked
-  examples.
+  BA 143.5 at CA 120 gives Z = +2.0).  A later check (issue #12) found the SD
+  table identical to two further transcriptions.
+* Bayley-Pinneau percentages: first transcribed from an open-source copy
+  (eatyourpeas/endocrinologist, lib/referencedata/bayley_pinneau.dart; the
+  same tables are in rcpchgrowth-python's data_tables/bayley_pinneau/*.csv),
+  whose header rows we re-derived from the body of predicted heights (body =
+  height / percentage).  Then checked cell by cell against the scan of the
+  printed paper [BP52] (issue #12): every stored percentage was right, and
+  five column ages were corrected (see the table notes).  tests/test_clinical.py
+  reproduces the paper's own worked examples.
 """
 from __future__ import annotations
 
@@ -71,8 +81,22 @@ Z_THRESHOLD = 2.0
 
 #: Table choice for Bayley-Pinneau [BP52]: skeletal age within one year of
 #: chronological age -> average; ahead by >= 1 y -> accelerated; behind by
-#: >= 1 y -> retarded.
+#: >= 1 y -> delayed (the paper's "retarded" table).
 BP_SWITCH_MONTHS = 12.0
+
+#: Mid-parental target height [T70]: the mean of the parents' heights, the
+#: father's lowered / the mother's raised by the 13 cm average difference
+#: between adult men and women: boys (father + mother + 13) / 2, girls
+#: (father + mother - 13) / 2.
+MPH_SEX_DIFFERENCE_CM = 13.0
+#: Conventional target range, target +/- 8.5 cm [T70], commonly cited as ~95%
+#: of the children of such parents; wider for parents far from the mean [WC99].
+TARGET_RANGE_HALF_WIDTH_CM = 8.5
+#: Plausible adult height of a parent (cm).  Our choice, not a reference: wide
+#: enough for adults with skeletal dysplasias (achondroplasia: ~120-130 cm) and
+#: the tallest recorded people, narrow enough to catch the usual typing errors
+#: (inches give 55-80, metres 1-2, millimetres 1000+).
+MIN_PARENT_HEIGHT_CM, MAX_PARENT_HEIGHT_CM = 100.0, 230.0
 
 
 class ClinicalInputError(ValueError):
@@ -217,38 +241,36 @@ def gp_sd(age_months: float, sex: str) -> float:
 
 
 def _percentile(z: float) -> float:
-    """Percentile of the standard normal distribution at z (0-100)."""
-    return 50.0 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    """Percentile of the standard normal distribution at z (0-100).
+
+    Through erfc, not 1 + erf: the lower tail keeps its digits (Z = -8 gives
+    6.2e-14, where 1 + erf rounds to 0.0), so JSON carries the exact value.
+    """
+    return 50.0 * math.erfc(-z / math.sqrt(2.0))
 
 
 # ------------------------------------------------------------ Bayley-Pinneau
 # Percentage of mature (adult) height attained, by skeletal age (years, months),
-# [BP52] as reproduced in [GP59].  Column ages are kept as transcribed (we could
-# not see the page), including the girls' columns at 8 y 10 m (the G-P girls'
-# standard of that age); between columns we interpolate linearly in bone age.
+# [BP52], checked cell by cell against the scan of the printed paper (module
+# docstring).  Column ages are those printed, including the girls' columns at
+# 6-10, 7-10 and 8-10 (the G-P girls' standards of those ages); between columns
+# we interpolate linearly in bone age.
 #
-# Verification against the transcription's body of predicted heights
-# (percentage = current height / predicted adult height):
-# * boys average: every column 7-0 .. 18-6 re-derived from >= 2 body rows.
-# * boys accelerated: 7-0 .. 15-6 re-derived from body rows; the header's
-#   11-6 "77.8" is a typo, the body gives 78.6 (also in a second, partial
-#   transcription).  15-9 .. 16-9 rest on the header row alone (the body's last
-#   columns are corrupt, > 100 %); the printed 17-0 column had no legible
-#   percentage in the transcription and is left out, so the accelerated boys'
-#   table ends at 16 y 9 m here.
-# * boys retarded: the transcription only covers 6-0 .. 13-0.  6-0 .. 8-0 agree
-#   with the body; from 8-3 the body disagrees with the header by 1-2 points
-#   and is not even self-consistent, so 8-3 .. 13-0 rest on the header row, a
-#   second partial transcription (10-0 .. 12-6, which agrees) and our
-#   recollection.  UNVERIFIED against the page; predictions from this table
-#   are the least certain here.
-# * girls average / retarded / accelerated: re-derived from body rows; the
-#   accelerated header's 11-3 "89.7" and 13-6 "96.8" are typos, the body gives
-#   88.7 and 96.3.  The retarded (6-10, 7-10) and average (6-9, 7-9) column ages
-#   differ in the transcription; we keep each as transcribed (1 month apart,
-#   < 0.1 point of percentage).  Girls average 17-6: header "99.9", but three
-#   body rows (60, 70, 74 in -> 60.0, 70.0, 74.0) need >= 99.93, i.e. the
-#   99.95 printed elsewhere in these tables; we use 99.95.
+# Corrections from the check against the scan (issue #12); each moved a column
+# to the age printed above it, no percentage changed:
+# * girls average: 6-9 -> 6-10 (75.1) and 7-9 -> 7-10 (78.2).  With the wrong
+#   label a 120 cm girl of bone age 6 y 9 m was predicted 159.8 cm; as printed
+#   she is 160.5 cm (0.7 cm, not the "< 0.1 point" we had claimed).
+# * girls accelerated: 7-9 -> 7-10 (74.2) and 17-3 -> 17-6 (99.95).
+# * boys accelerated: the printed 17-0 column (99.0) added; the table now ends
+#   at 17 y 0 m as printed.
+# Earlier notes kept because the scan confirmed them: the header typos of the
+# open-source transcription (boys accelerated 11-6 is 78.6, girls accelerated
+# 11-3 is 88.7 and 13-6 is 96.3) and girls average 17-6 = 99.95.  The boys'
+# delayed table ends at 13-0 as printed: the paper gives the delayed and
+# accelerated tables as supplementary to the average one, so past 13-0 a
+# delayed boy is predicted from the average table, with a note (see
+# `bayley_pinneau`).
 # Tables are non-decreasing with bone age (checked by the tests); a few
 # neighbouring columns are equal as printed (e.g. girls average 16-0, 16-3).
 _BP_RAW: dict[tuple[str, str], tuple[tuple[int, int, float], ...]] = {
@@ -271,9 +293,9 @@ _BP_RAW: dict[tuple[str, str], tuple[tuple[int, int, float], ...]] = {
         (12, 6, 82.8), (12, 9, 83.9), (13, 0, 85.0), (13, 3, 86.3), (13, 6, 87.5),
         (13, 9, 89.0), (14, 0, 90.5), (14, 3, 91.8), (14, 6, 93.0), (14, 9, 94.3),
         (15, 0, 95.8), (15, 3, 96.7), (15, 6, 97.1), (15, 9, 97.6), (16, 0, 98.0),
-        (16, 3, 98.3), (16, 6, 98.5), (16, 9, 98.8),
+        (16, 3, 98.3), (16, 6, 98.5), (16, 9, 98.8), (17, 0, 99.0),
     ),
-    ("M", "retarded"): (
+    ("M", "delayed"): (
         (6, 0, 68.0), (6, 3, 69.0), (6, 6, 70.0), (6, 9, 70.9), (7, 0, 71.8), (7, 3, 72.8),
         (7, 6, 73.8), (7, 9, 74.7), (8, 0, 75.6), (8, 3, 76.5), (8, 6, 77.3), (8, 9, 77.9),
         (9, 0, 78.6), (9, 3, 79.4), (9, 6, 80.0), (9, 9, 80.7), (10, 0, 81.2), (10, 3, 81.6),
@@ -282,8 +304,8 @@ _BP_RAW: dict[tuple[str, str], tuple[tuple[int, int, float], ...]] = {
         (13, 0, 88.0),
     ),
     ("F", "average"): (
-        (6, 0, 72.0), (6, 3, 72.9), (6, 6, 73.8), (6, 9, 75.1), (7, 0, 75.7), (7, 3, 76.5),
-        (7, 6, 77.2), (7, 9, 78.2), (8, 0, 79.0), (8, 3, 80.1), (8, 6, 81.0), (8, 10, 82.1),
+        (6, 0, 72.0), (6, 3, 72.9), (6, 6, 73.8), (6, 10, 75.1), (7, 0, 75.7), (7, 3, 76.5),
+        (7, 6, 77.2), (7, 10, 78.2), (8, 0, 79.0), (8, 3, 80.1), (8, 6, 81.0), (8, 10, 82.1),
         (9, 0, 82.7), (9, 3, 83.6), (9, 6, 84.4), (9, 9, 85.3), (10, 0, 86.2), (10, 3, 87.4),
         (10, 6, 88.4), (10, 9, 89.6), (11, 0, 90.6), (11, 3, 91.0), (11, 6, 91.4),
         (11, 9, 91.8), (12, 0, 92.2), (12, 3, 93.2), (12, 6, 94.1), (12, 9, 95.0),
@@ -293,16 +315,16 @@ _BP_RAW: dict[tuple[str, str], tuple[tuple[int, int, float], ...]] = {
         (16, 9, 99.8), (17, 0, 99.9), (17, 6, 99.95), (18, 0, 100.0),
     ),
     ("F", "accelerated"): (
-        (7, 0, 71.2), (7, 3, 72.2), (7, 6, 73.2), (7, 9, 74.2), (8, 0, 75.0), (8, 3, 76.0),
+        (7, 0, 71.2), (7, 3, 72.2), (7, 6, 73.2), (7, 10, 74.2), (8, 0, 75.0), (8, 3, 76.0),
         (8, 6, 77.1), (8, 10, 78.4), (9, 0, 79.0), (9, 3, 80.0), (9, 6, 80.9), (9, 9, 81.9),
         (10, 0, 82.8), (10, 3, 84.1), (10, 6, 85.6), (10, 9, 87.0), (11, 0, 88.3),
         (11, 3, 88.7), (11, 6, 89.1), (11, 9, 89.7), (12, 0, 90.1), (12, 3, 91.3),
         (12, 6, 92.4), (12, 9, 93.5), (13, 0, 94.5), (13, 3, 95.5), (13, 6, 96.3),
         (13, 9, 96.8), (14, 0, 97.2), (14, 3, 97.7), (14, 6, 98.0), (14, 9, 98.3),
         (15, 0, 98.6), (15, 3, 98.8), (15, 6, 99.0), (15, 9, 99.2), (16, 0, 99.3),
-        (16, 3, 99.4), (16, 6, 99.5), (16, 9, 99.7), (17, 0, 99.8), (17, 3, 99.95),
+        (16, 3, 99.4), (16, 6, 99.5), (16, 9, 99.7), (17, 0, 99.8), (17, 6, 99.95),
     ),
-    ("F", "retarded"): (
+    ("F", "delayed"): (
         (6, 0, 73.3), (6, 3, 74.2), (6, 6, 75.1), (6, 10, 76.3), (7, 0, 77.0), (7, 3, 77.9),
         (7, 6, 78.8), (7, 10, 79.7), (8, 0, 80.4), (8, 3, 81.3), (8, 6, 82.3), (8, 10, 83.6),
         (9, 0, 84.1), (9, 3, 85.1), (9, 6, 85.8), (9, 9, 86.6), (10, 0, 87.4), (10, 3, 88.4),
@@ -314,7 +336,10 @@ _BP_RAW: dict[tuple[str, str], tuple[tuple[int, int, float], ...]] = {
         (16, 9, 99.95), (17, 0, 100.0),
     ),
 }
-BP_TABLES = ("average", "accelerated", "retarded")
+#: Our table keys.  User-facing text says "delayed"; [BP52] calls that table
+#: "retarded", a word we keep to citations (`BP_TABLE_PRINTED_NAMES`).
+BP_TABLES = ("average", "accelerated", "delayed")
+BP_TABLE_PRINTED_NAMES = {"average": "average", "accelerated": "accelerated", "delayed": "retarded"}
 
 
 def bp_table(sex: str, table: str) -> tuple[np.ndarray, np.ndarray]:
@@ -332,7 +357,7 @@ def bp_table_choice(bone_age_months: float, chronological_age_months: float) -> 
     if diff >= BP_SWITCH_MONTHS:
         return "accelerated"
     if diff <= -BP_SWITCH_MONTHS:
-        return "retarded"
+        return "delayed"
     return "average"
 
 
@@ -352,45 +377,156 @@ def format_percentile(p: float) -> str:
     return f"{p:.1f}"
 
 
-def _check_height(height_cm: float) -> float:
-    if height_cm is None or not isinstance(height_cm, (int, float)) or not math.isfinite(height_cm):
-        raise ClinicalInputError(f"height must be a number of centimetres, got {height_cm!r}")
+def _children(sex: str) -> str:
+    return "boys" if sex == "M" else "girls"
+
+
+def _check_height(height_cm: float, what: str = "height") -> float:
+    if height_cm is None or isinstance(height_cm, bool) or not isinstance(height_cm, (int, float)) \
+            or not math.isfinite(height_cm):
+        raise ClinicalInputError(f"{what} must be a number of centimetres, got {height_cm!r}")
     if height_cm <= 0:
-        raise ClinicalInputError(f"height must be positive, got {height_cm:g} cm")
+        raise ClinicalInputError(f"{what} must be positive, got {height_cm:g} cm")
     if not MIN_HEIGHT_CM <= height_cm <= MAX_HEIGHT_CM:
         raise ClinicalInputError(
-            f"height {height_cm:g} cm is not plausible for a child (expected "
+            f"{what} {height_cm:g} cm is not plausible for a child (expected "
             f"{MIN_HEIGHT_CM:g}-{MAX_HEIGHT_CM:g} cm; was it entered in mm or inches?)")
     return float(height_cm)
+
+
+@dataclass(frozen=True)
+class AdultHeight:
+    """A Bayley-Pinneau prediction, or the reason there is none.
+
+    `table` is the table the rule of [BP52] chose; `table_used` the one whose
+    percentage gave the number (they differ only for delayed boys past 13-0).
+    """
+
+    predicted_cm: float | None
+    note: str | None
+    table: str | None
+    table_used: str | None = None
+    percent_of_adult_height: float | None = None
+
+
+def predict_adult_height(height_cm: float | None, bone_age_months: float,
+                         chronological_age_months: float | None, sex: str) -> AdultHeight:
+    """Predicted adult height (cm) = height / (percent of mature height at BA / 100).
+
+    No prediction, with the reason in `note`, when there is no height or
+    chronological age, or the bone age is outside the chosen table (the method
+    was never calibrated there).  One exception, the commonest use of the
+    method: a delayed boy (constitutional delay) with bone age past the delayed
+    table's last column (13-0) is predicted from the average table, which
+    [BP52] present as the main table (the others being supplementary), with a
+    note saying so and how far the two tables differ where they meet.
+    Invalid heights raise ClinicalInputError: a wrong number is worse than none.
+    """
+    s = normalise_sex(sex)
+    if height_cm is None:
+        return AdultHeight(None, "no height given", None)
+    height = _check_height(height_cm)
+    if chronological_age_months is None:
+        return AdultHeight(None, "Bayley-Pinneau needs the chronological age to choose its table", None)
+    table = bp_table_choice(bone_age_months, chronological_age_months)
+    ages, pct = bp_table(s, table)
+    used, note, via = table, None, ""
+    if table == "delayed" and s == "M" and bone_age_months > ages[-1]:
+        via = f", used for delayed boys past the delayed table's {format_age(ages[-1])}"
+        avg_ages, avg_pct = bp_table(s, "average")
+        at_end = float(np.interp(ages[-1], avg_ages, avg_pct))
+        note = (f"the boys' delayed table ends at {format_age(ages[-1])}, so the average table "
+                "was used (Bayley and Pinneau give the delayed table as a supplement to it); at "
+                f"{format_age(ages[-1])} the delayed table reads {pct[-1]:.1f}% against the "
+                f"average's {at_end:.1f}%, so this prediction may be slightly high")
+        used, ages, pct = "average", avg_ages, avg_pct
+    if not ages[0] <= bone_age_months <= ages[-1]:
+        return AdultHeight(None, (
+            f"bone age {format_age(bone_age_months)} is outside the Bayley-Pinneau {used} table "
+            f"for {_children(s)} ({format_age(ages[0])} to {format_age(ages[-1])}{via})"), table)
+    percent = float(np.interp(bone_age_months, ages, pct))
+    return AdultHeight(height / (percent / 100.0), note, table, used, percent)
 
 
 def bayley_pinneau(height_cm: float | None, bone_age_months: float,
                    chronological_age_months: float | None,
                    sex: str) -> tuple[float | None, str | None, str | None]:
-    """Predicted adult height (cm) = height / (percent of mature height at BA / 100).
+    """(prediction cm, note, table chosen): `predict_adult_height` as a tuple."""
+    r = predict_adult_height(height_cm, bone_age_months, chronological_age_months, sex)
+    return r.predicted_cm, r.note, r.table
 
-    Returns (prediction, note, table).  No prediction, with the reason in
-    `note`, when there is no height or chronological age, or the bone age is
-    outside the chosen table (the method was never calibrated there).
-    Invalid heights raise ClinicalInputError: a wrong number is worse than none.
-    """
+
+# ----------------------------------------------------- mid-parental target
+def _check_parent_height(height_cm: float, who: str) -> float:
+    what = f"{who}'s height"
+    if height_cm is None or isinstance(height_cm, bool) or not isinstance(height_cm, (int, float)) \
+            or not math.isfinite(height_cm):
+        raise ClinicalInputError(f"{what} must be a number of centimetres, got {height_cm!r}")
+    if height_cm <= 0:
+        raise ClinicalInputError(f"{what} must be positive, got {height_cm:g} cm")
+    if not MIN_PARENT_HEIGHT_CM <= height_cm <= MAX_PARENT_HEIGHT_CM:
+        raise ClinicalInputError(
+            f"{what} {height_cm:g} cm is not plausible for an adult (expected "
+            f"{MIN_PARENT_HEIGHT_CM:g}-{MAX_PARENT_HEIGHT_CM:g} cm; was it entered in mm or inches?)")
+    return float(height_cm)
+
+
+@dataclass(frozen=True)
+class TargetHeight:
+    """Mid-parental target height [T70] and its conventional range."""
+
+    target_cm: float
+    range_cm: tuple[float, float]
+
+
+def mid_parental_height(father_height_cm: float, mother_height_cm: float, sex: str) -> TargetHeight:
+    """Tanner's target height: boys (father + mother + 13) / 2, girls (... - 13) / 2, +/- 8.5 cm."""
     s = normalise_sex(sex)
-    if height_cm is None:
-        return None, "no height given", None
-    height = _check_height(height_cm)
-    if chronological_age_months is None:
-        return None, "Bayley-Pinneau needs the chronological age to choose its table", None
-    table = bp_table_choice(bone_age_months, chronological_age_months)
-    ages, pct = bp_table(s, table)
-    if not ages[0] <= bone_age_months <= ages[-1]:
-        who = "boys" if s == "M" else "girls"
-        return None, (f"bone age {format_age(bone_age_months)} is outside the Bayley-Pinneau "
-                      f"{table} table for {who} ({format_age(ages[0])} to {format_age(ages[-1])})"), table
-    percent = float(np.interp(bone_age_months, ages, pct))
-    return height / (percent / 100.0), None, table
+    father = _check_parent_height(father_height_cm, "father")
+    mother = _check_parent_height(mother_height_cm, "mother")
+    offset = MPH_SEX_DIFFERENCE_CM if s == "M" else -MPH_SEX_DIFFERENCE_CM
+    target = (father + mother + offset) / 2.0
+    return TargetHeight(target, (target - TARGET_RANGE_HALF_WIDTH_CM, target + TARGET_RANGE_HALF_WIDTH_CM))
+
+
+def _resolve_target(father: float | None, mother: float | None, sex: str) -> TargetHeight | None:
+    if father is None and mother is None:
+        return None
+    if father is None or mother is None:
+        missing = "father" if father is None else "mother"
+        raise ClinicalInputError(f"{missing}'s height missing: the target height needs both parents' heights")
+    return mid_parental_height(father, mother, sex)
+
+
+def compare_with_target(predicted_cm: float, target: TargetHeight) -> tuple[str, str]:
+    """('below' | 'within' | 'above', one plain sentence) for a predicted adult height."""
+    lo, hi = target.range_cm
+    if predicted_cm < lo:
+        where, how = "below", f"below the target range by {lo - predicted_cm:.1f} cm"
+    elif predicted_cm > hi:
+        where, how = "above", f"above the target range by {predicted_cm - hi:.1f} cm"
+    else:
+        where, how = "within", "within the target range"
+    return where, (f"The predicted adult height is {how} ({lo:.1f}-{hi:.1f} cm; "
+                   f"{predicted_cm - target.target_cm:+.1f} cm from the target)")
 
 
 # ------------------------------------------------------------- interpretation
+@dataclass(frozen=True)
+class Status:
+    """Where the bone age stands against the reference, and why we can say so.
+
+    `z_score` is set when the reference measures it; `z_lower_bound` when only
+    a floor is known (bone age at the atlas's last standard: the skeleton may
+    be further ahead than the atlas can show).
+    """
+
+    status: str  # delayed | normal | advanced | indeterminate
+    reason: str
+    z_score: float | None = None
+    z_lower_bound: float | None = None
+
+
 @dataclass
 class ClinicalInterpretation:
     """Everything a clinician reads off one bone age, with the reasons in words."""
@@ -406,22 +542,82 @@ class ClinicalInterpretation:
     height_cm: float | None
     predicted_adult_height_cm: float | None
     adult_height_note: str | None
-    bp_table: str | None  # "average" | "accelerated" | "retarded" | None
+    bp_table: str | None  # "average" | "accelerated" | "delayed" | None: the table used
+    z_score_lower_bound: float | None = None
+    study_date: date | None = None
+    father_height_cm: float | None = None
+    mother_height_cm: float | None = None
+    target_height_cm: float | None = None
+    target_height_range_cm: tuple[float, float] | None = None
+    adult_vs_target: str | None = None  # below | within | above
     method: str = METHOD
 
+    @property
+    def percentile_text(self) -> str | None:
+        """The percentile as shown: '<0.1', '97.7', '>99.9', or '>=99.9' for a lower bound."""
+        if self.percentile is not None:
+            return format_percentile(self.percentile)
+        if self.z_score_lower_bound is not None:
+            p = _percentile(self.z_score_lower_bound)
+            return ">99.9" if p > 99.9 else f">={p:.1f}"
+        return None
+
+    @property
+    def z_text(self) -> str | None:
+        """'+2.00', or '>= +8.18' when only a lower bound is known."""
+        if self.z_score is not None:
+            return f"{self.z_score:+.2f}"
+        if self.z_score_lower_bound is not None:
+            return f">= {self.z_score_lower_bound:+.2f}"
+        return None
+
+    @property
+    def target_comparison(self) -> str | None:
+        """One sentence comparing the predicted adult height with the target range."""
+        if self.predicted_adult_height_cm is None or self.target_height_cm is None:
+            return None
+        return compare_with_target(self.predicted_adult_height_cm,
+                                   TargetHeight(self.target_height_cm, self.target_height_range_cm))[1]
+
+    @property
+    def adult_height_text(self) -> str:
+        """The adult-height line as shown: the number and its table, or the reason for none."""
+        if self.predicted_adult_height_cm is not None:
+            text = f"{self.predicted_adult_height_cm:.1f} cm (Bayley-Pinneau, {self.bp_table} table)"
+            return text + (f"; {self.adult_height_note}" if self.adult_height_note else "")
+        return f"not given: {self.adult_height_note or 'no height given'}"
+
+    @property
+    def target_height_text(self) -> str | None:
+        if self.target_height_cm is None:
+            return None
+        lo, hi = self.target_height_range_cm
+        return f"{self.target_height_cm:.1f} cm (range {lo:.1f}-{hi:.1f} cm, mid-parental, Tanner)"
+
     def to_dict(self) -> dict:
-        """JSON-ready dict (CLI --json, app); numbers rounded to meaningful precision."""
+        """JSON-ready dict (CLI --json, app).
+
+        Measured inputs are rounded to meaningful precision; the percentile is
+        kept exact (a rounded 99.996 reads as 100.0) beside `percentile_text`,
+        the string to show.
+        """
         d = asdict(self)
         for key, ndigits in (("bone_age_months", 2), ("chronological_age_months", 2),
                              ("bone_age_minus_chronological_months", 2), ("z_score", 3),
-                             ("percentile", 2), ("height_cm", 1),
-                             ("predicted_adult_height_cm", 1)):
+                             ("z_score_lower_bound", 3), ("height_cm", 1),
+                             ("predicted_adult_height_cm", 1), ("target_height_cm", 1)):
             if d[key] is not None:
                 d[key] = round(float(d[key]), ndigits)
+        if d["target_height_range_cm"] is not None:
+            d["target_height_range_cm"] = [round(float(v), 1) for v in d["target_height_range_cm"]]
+        if d["study_date"] is not None:
+            d["study_date"] = d["study_date"].isoformat()
+        d["percentile_text"] = self.percentile_text
+        d["target_comparison"] = self.target_comparison
         return d
 
     def summary(self) -> str:
-        """Two to four plain sentences for a clinician."""
+        """A few plain sentences for a clinician."""
         child = "boy" if self.sex == "M" else "girl"
         out = [f"Bone age {format_age(self.bone_age_months)} ({self.bone_age_months:.1f} months, "
                f"{self.method})"]
@@ -434,22 +630,32 @@ class ClinicalInterpretation:
             direction = "ahead of" if diff > 0 else "behind" if diff < 0 else "equal to"
             gap = f"{format_age(abs(diff))} {direction}" if diff else "equal to"
             if self.z_score is not None:
-                out.append(f"It is {gap} chronological age (Z = {self.z_score:+.2f}, "
-                           f"percentile {format_percentile(self.percentile)}): {self.status}.")
+                out.append(f"It is {gap} chronological age (Z = {self.z_text}, "
+                           f"percentile {self.percentile_text}): {self.status}.")
+            elif self.z_score_lower_bound is not None:
+                out.append(f"It is {gap} chronological age (Z {self.z_text}): "
+                           f"{self.status} ({self.status_reason}).")
             else:
                 out.append(f"It is {gap} chronological age; status {self.status} "
                            f"({self.status_reason}).")
         if self.predicted_adult_height_cm is not None:
             out.append(f"Predicted adult height {self.predicted_adult_height_cm:.1f} cm "
-                       f"(Bayley-Pinneau, {self.bp_table} table, from {self.height_cm:.1f} cm).")
+                       f"(Bayley-Pinneau, {self.bp_table} table, from {self.height_cm:.1f} cm)"
+                       + (f"; {self.adult_height_note}." if self.adult_height_note else "."))
         elif self.height_cm is not None and self.adult_height_note:
             out.append(f"No adult height prediction: {self.adult_height_note}.")
+        if self.target_height_cm is not None:
+            lo, hi = self.target_height_range_cm
+            out.append(f"Mid-parental target height {self.target_height_cm:.1f} cm "
+                       f"(range {lo:.1f}-{hi:.1f} cm).")
+            if self.target_comparison:
+                out.append(self.target_comparison + ".")
         return " ".join(out)
 
 
 def _check_bone_age(bone_age_months: float) -> float:
-    if bone_age_months is None or not isinstance(bone_age_months, (int, float)) \
-            or not math.isfinite(bone_age_months):
+    if bone_age_months is None or isinstance(bone_age_months, bool) \
+            or not isinstance(bone_age_months, (int, float)) or not math.isfinite(bone_age_months):
         raise ClinicalInputError(f"bone age must be a finite number of months, got {bone_age_months!r}")
     if not 0 <= bone_age_months <= MAX_BONE_AGE_MONTHS:
         raise ClinicalInputError(f"bone age {bone_age_months:g} months is outside 0-240 months")
@@ -458,9 +664,17 @@ def _check_bone_age(bone_age_months: float) -> float:
 
 def _resolve_chronological_age(given: float | None, birth_date: date | None,
                                study_date: date | None) -> float | None:
-    """CA from dates or given directly; both given must agree (within a month)."""
+    """CA from dates or given directly; both given must agree (within a month).
+
+    A study date alone (no birth date) is allowed when the age is given: it
+    only dates the visit (follow-up).
+    """
     if birth_date is None and study_date is None:
         return None if given is None else _check_chronological_age(given)
+    if birth_date is None and given is not None:
+        if not isinstance(study_date, date):
+            raise ClinicalInputError(f"study date must be a date, got {study_date!r}")
+        return _check_chronological_age(given)
     if birth_date is None or study_date is None:
         missing = "birth date" if birth_date is None else "study date"
         raise ClinicalInputError(f"{missing} missing: both dates are needed for the chronological age")
@@ -474,32 +688,49 @@ def _resolve_chronological_age(given: float | None, birth_date: date | None,
     return from_dates
 
 
-def _status(bone_age: float, ca: float | None, sex: str) -> tuple[str, str, float | None]:
-    """(status, reason, z) — z is None whenever the reference cannot give one."""
+def _status(bone_age: float, ca: float | None, sex: str) -> Status:
+    """The G-P status, saying what is still known wherever the reference runs out."""
     if ca is None:
-        return "indeterminate", "no chronological age given", None
-    if bone_age >= MATURE_BONE_AGE_MONTHS[sex]:
-        return ("indeterminate",
-                f"bone age at or near skeletal maturity (>= {MATURE_BONE_AGE_MONTHS[sex] / 12:g} "
-                "years), where the atlas cannot show further advancement", None)
+        return Status("indeterminate", "no chronological age given")
     lo, hi = gp_age_range(sex)
+    mature = MATURE_BONE_AGE_MONTHS[sex]
     if not lo <= ca <= hi:
-        return ("indeterminate",
-                f"chronological age {format_age(ca)} is outside the Greulich-Pyle reference "
-                f"({format_age(lo)} to {format_age(hi)} for {'boys' if sex == 'M' else 'girls'})", None)
+        edge = lo if ca < lo else hi
+        known = []
+        if bone_age >= mature:
+            known.append(f"the skeleton is mature (the atlas's last standard, {mature / 12:g} years)")
+        if ca > hi:
+            known.append(f"at {format_age(hi)}, the table's last age, 2 SD was "
+                         f"{2 * gp_sd(hi, sex):.1f} months")
+        return Status("indeterminate", (
+            f"no Greulich-Pyle SD for {_children(sex)} {'younger' if ca < lo else 'older'} than "
+            f"{format_age(edge)}, so no Z-score" + "".join(f"; {k}" for k in known)))
     sd = gp_sd(ca, sex)
+    if bone_age >= mature:
+        # The atlas cannot show a bone age beyond its last standard, so the true
+        # bone age is at least `mature`: Z is at least (mature - CA) / SD.
+        bound = (mature - ca) / sd
+        where = (f"bone age at the atlas's last standard ({mature / 12:g} years for {_children(sex)}), "
+                 "so Z is a lower bound")
+        if bound > Z_THRESHOLD:
+            return Status("advanced", f"{where}, already more than 2 SD ({2 * sd:.1f} months) above "
+                                      "chronological age", z_lower_bound=bound)
+        return Status("indeterminate", f"{where} of {bound:+.2f}: normal or advanced cannot be told",
+                      z_lower_bound=bound)
     z = (bone_age - ca) / sd
     if z < -Z_THRESHOLD:
-        return "delayed", f"bone age more than 2 SD ({2 * sd:.1f} months) below chronological age", z
+        return Status("delayed", f"bone age more than 2 SD ({2 * sd:.1f} months) below chronological age", z)
     if z > Z_THRESHOLD:
-        return "advanced", f"bone age more than 2 SD ({2 * sd:.1f} months) above chronological age", z
-    return "normal", f"bone age within 2 SD ({2 * sd:.1f} months) of chronological age", z
+        return Status("advanced", f"bone age more than 2 SD ({2 * sd:.1f} months) above chronological age", z)
+    return Status("normal", f"bone age within 2 SD ({2 * sd:.1f} months) of chronological age", z)
 
 
 def interpret(bone_age_months: float, sex: str, *, chronological_age_months: float | None = None,
               birth_date: date | None = None, study_date: date | None = None,
-              height_cm: float | None = None) -> ClinicalInterpretation:
-    """Compare a bone age with the child's age (G-P) and predict adult height (B-P).
+              height_cm: float | None = None, father_height_cm: float | None = None,
+              mother_height_cm: float | None = None) -> ClinicalInterpretation:
+    """Compare a bone age with the child's age (G-P), predict adult height (B-P)
+    and set it beside the mid-parental target height (Tanner).
 
     Invalid inputs raise ClinicalInputError; inputs the references do not cover
     give status "indeterminate" / no height prediction, with the reason.
@@ -508,22 +739,28 @@ def interpret(bone_age_months: float, sex: str, *, chronological_age_months: flo
     ba = _check_bone_age(bone_age_months)
     ca = _resolve_chronological_age(chronological_age_months, birth_date, study_date)
     height = None if height_cm is None else _check_height(height_cm)
-    status, reason, z = _status(ba, ca, s)
-    if height is None:
-        pred, note, table = None, "no height given", None
-    else:
-        pred, note, table = bayley_pinneau(height, ba, ca, s)
+    target = _resolve_target(father_height_cm, mother_height_cm, s)
+    st = _status(ba, ca, s)
+    adult = predict_adult_height(height, ba, ca, s)
     return ClinicalInterpretation(
         sex=s,
         bone_age_months=ba,
         chronological_age_months=ca,
         bone_age_minus_chronological_months=None if ca is None else ba - ca,
-        z_score=z,
-        percentile=None if z is None else _percentile(z),
-        status=status,
-        status_reason=reason,
+        z_score=st.z_score,
+        percentile=None if st.z_score is None else _percentile(st.z_score),
+        status=st.status,
+        status_reason=st.reason,
         height_cm=height,
-        predicted_adult_height_cm=pred,
-        adult_height_note=note,
-        bp_table=table,
+        predicted_adult_height_cm=adult.predicted_cm,
+        adult_height_note=adult.note,
+        bp_table=adult.table_used or adult.table,
+        z_score_lower_bound=st.z_lower_bound,
+        study_date=study_date,
+        father_height_cm=None if target is None else float(father_height_cm),
+        mother_height_cm=None if target is None else float(mother_height_cm),
+        target_height_cm=None if target is None else target.target_cm,
+        target_height_range_cm=None if target is None else target.range_cm,
+        adult_vs_target=(None if target is None or adult.predicted_cm is None
+                         else compare_with_target(adult.predicted_cm, target)[0]),
     )

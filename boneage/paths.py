@@ -7,7 +7,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
-SAMPLES_DIR = FIXTURES_DIR / "hires"
+SAMPLES_DIR = REPO_ROOT / "samples"  # demo radiographs with labels.csv and a README (RSNA, cited there)
+APP_ICON = Path(__file__).resolve().parent / "assets" / "icon.png"  # scripts/make_icon.py
 
 
 def shared_data_dir() -> Path:

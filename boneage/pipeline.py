@@ -37,6 +37,25 @@ STAGES = (
     "rois",
     "model_input",
 )
+# What each stage does, in a sentence (the app's Pipeline page and ``boneage pipeline``'s stages.json).
+STAGE_NOTES = {
+    "input": "As loaded: grayscale, intensities scaled to 0–1 (16-bit kept until here).",
+    "resized": "Fitted into the study's 800×1000 frame (thumbnails stretched back to the hand's aspect).",
+    "normalised": "Min–max normalised so exposure differences do not reach the model.",
+    "polarity": "Inverted films (bone dark) are flipped back.",
+    "denoised": "Noise suppressed before contrast enhancement.",
+    "clahe": "CLAHE: local contrast enhancement (clip limit, tile grid).",
+    "threshold": "Foreground threshold (mean or Otsu).",
+    "mask": "Hand mask: the largest region, filled.",
+    "aligned": "Rotated so the middle finger points straight up.",
+    "aligned_mask": "The mask after alignment (and mirroring).",
+    "canonical": "Standard view: a left hand, fingers up.",
+    "rois": "Regions of interest: middle finger, thumb, carpals, wrist.",
+    "model_input": "What the network sees: the hand on black, cropped and resized.",
+}
+# The allowed values of PipelineParams.denoise / .threshold (the page's widgets and the CLI's choices).
+DENOISE_METHODS = ("median", "gaussian", "none")
+THRESHOLD_METHODS = ("mean", "otsu")
 ROI_NAMES = ("middle_finger", "thumb", "carpals", "wrist")
 # Bump when a change alters the model input: it keys the training caches (boneage.data).
 PIPELINE_VERSION = 3
@@ -73,11 +92,11 @@ class PipelineParams:
         f(self, "frame_width", check_int(self.frame_width, "frame_width", lo=64, hi=4096))
         f(self, "frame_height", check_int(self.frame_height, "frame_height", lo=64, hi=4096))
         f(self, "thumbnail_max_side", check_int(self.thumbnail_max_side, "thumbnail_max_side", lo=0, hi=4096))
-        f(self, "denoise", check_choice(self.denoise, "denoise", ("median", "gaussian", "none"), flag="--denoise"))
+        f(self, "denoise", check_choice(self.denoise, "denoise", DENOISE_METHODS, flag="--denoise"))
         f(self, "denoise_ksize", check_int(self.denoise_ksize, "denoise_ksize", lo=1, hi=31))
         f(self, "clahe_clip", check_float(self.clahe_clip, "clahe_clip", lo=0.0, lo_open=True, hi=100.0, flag="--clahe-clip"))
         f(self, "clahe_tiles", check_int(self.clahe_tiles, "clahe_tiles", lo=1, hi=64, flag="--clahe-tiles"))
-        f(self, "threshold", check_choice(self.threshold, "threshold", ("mean", "otsu"), flag="--threshold"))
+        f(self, "threshold", check_choice(self.threshold, "threshold", THRESHOLD_METHODS, flag="--threshold"))
         f(self, "ignore_bottom", check_float(self.ignore_bottom, "ignore_bottom", lo=0.0, hi=0.9))
         f(self, "ignore_right", check_float(self.ignore_right, "ignore_right", lo=0.0, hi=0.9))
         for name in ("fix_polarity", "fix_laterality", "align"):
@@ -263,7 +282,7 @@ def denoise(image_u8: np.ndarray, method: str = "median", ksize: int = 5) -> np.
         return cv2.GaussianBlur(image_u8, (k, k), 0)
     if method == "median":
         return cv2.medianBlur(image_u8, k)
-    raise ValueError(f"unknown denoise method {method!r} (median, gaussian, none)")
+    raise ValueError(f"unknown denoise method {method!r} ({', '.join(DENOISE_METHODS)})")
 
 
 def clahe(image_u8: np.ndarray, clip: float = 1.0, tiles: int = 3) -> np.ndarray:
@@ -284,7 +303,7 @@ def threshold_mean(
     elif method == "mean":
         t = float(region.mean())
     else:
-        raise ValueError(f"unknown threshold method {method!r} (mean, otsu)")
+        raise ValueError(f"unknown threshold method {method!r} ({', '.join(THRESHOLD_METHODS)})")
     return ((image_u8 > t) * 255).astype(np.uint8)
 
 

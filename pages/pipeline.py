@@ -2,7 +2,7 @@
 import streamlit as st
 
 from boneage import ui
-from boneage.pipeline import PipelineParams
+from boneage.pipeline import DENOISE_METHODS, THRESHOLD_METHODS, PipelineParams
 
 st.title("Preprocessing pipeline")
 st.caption("Every stage the model's input goes through, in order, with what it measured. "
@@ -18,11 +18,10 @@ with ui.guard("Pipeline"):
         c1, c2, c3, c4 = st.columns(4)
         clip = c1.slider("CLAHE clip limit", 0.5, 8.0, float(base.clahe_clip), 0.5, key="pl_clip")
         tiles = c2.slider("CLAHE tiles (n × n)", 1, 16, int(base.clahe_tiles), 1, key="pl_tiles")
-        thr = c3.radio("Threshold", ("mean", "otsu"), index=("mean", "otsu").index(base.threshold)
-                       if base.threshold in ("mean", "otsu") else 0, horizontal=True, key="pl_threshold")
-        den = c4.selectbox("Denoise", ("median", "gaussian", "none"),
-                           index=("median", "gaussian", "none").index(base.denoise)
-                           if base.denoise in ("median", "gaussian", "none") else 0, key="pl_denoise")
+        thr = c3.radio("Threshold", THRESHOLD_METHODS, index=THRESHOLD_METHODS.index(base.threshold)
+                       if base.threshold in THRESHOLD_METHODS else 0, horizontal=True, key="pl_threshold")
+        den = c4.selectbox("Denoise", DENOISE_METHODS, index=DENOISE_METHODS.index(base.denoise)
+                           if base.denoise in DENOISE_METHODS else 0, key="pl_denoise")
     params = PipelineParams.from_dict(base.to_dict() | dict(clahe_clip=clip, clahe_tiles=tiles, threshold=thr,
                                                              denoise=den))
     if params != base:

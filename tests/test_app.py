@@ -16,12 +16,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from boneage import ui
-from boneage.paths import MODELS_DIR, SAMPLES_DIR
+from boneage.paths import FIXTURES_DIR, MODELS_DIR, SAMPLES_DIR
 from boneage.pipeline import STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 240  # first runs load TensorFlow and the model
-SAMPLE = SAMPLES_DIR / "1437.png"  # girl, reader 136 months
+SAMPLE = FIXTURES_DIR / "hires" / "1437.png"  # girl, reader 136 months
 
 
 def resolve_model(tmp_path_factory) -> Path | None:
@@ -106,26 +106,26 @@ def test_app_entry_renders_home_with_sidebar(app_model):
     assert ui.model_version() in side and "not for diagnosis" in side
     assert at.title[0].value == "boneage"
     gallery = [b for b in at.button if (b.key or "").startswith("gallery_")]
-    assert len(gallery) == len(ui.samples()) == 8
+    assert len(gallery) == len(ui.samples()) == 6
     assert any("RSNA" in c.value for c in at.caption)  # attribution under the gallery
 
 
 def test_home_sample_click_runs_full_prediction(app_model):
     at = page("app.py").run()
-    at.button(key="gallery_1437").click().run()
+    at.button(key="gallery_2110").click().run()
     no_exception(at)
     assert at.title[0].value == "Predict bone age"
     assert_bone_age(at)
-    assert metrics(at)["Reader's bone age"] == "136 months"
+    assert metrics(at)["Reader's bone age"] == "120 months"
     assert at.radio(key="predict_mode").value == ui.SAMPLE_MODE
-    assert at.selectbox(key="predict_sample").value == "1437"
+    assert at.selectbox(key="predict_sample").value == "2110"
 
 
 def test_home_page_alone_renders(app_model):
     at = page("pages/home.py").run()
     no_exception(at)
     assert not errors(at)
-    assert len([b for b in at.button if (b.key or "").startswith("gallery_")]) == 8
+    assert len([b for b in at.button if (b.key or "").startswith("gallery_")]) == len(ui.samples())
 
 
 # ------------------------------------------------------------------------------------ Predict
@@ -316,7 +316,7 @@ def test_dataset_page_uploaded_csv_and_worst_case_inspection(app_model, tmp_path
     at.file_uploader(key="ds_upload").set_value(("mine.csv", labels.to_csv(index=False).encode(), "text/csv"))
     at.run()
     no_exception(at)
-    assert metrics(at)["Images shown (of 8)"] == "8"
+    assert metrics(at)[f"Images shown (of {len(labels)})"] == str(len(labels))
     at.text_input(key="ds_folder").set_value(str(SAMPLES_DIR)).run()
     worst_id = str(labels.loc[(labels.predicted_months - labels.boneage_months).abs().idxmax(), "id"])
     pick = at.selectbox(key="ds_pick")

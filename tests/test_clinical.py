@@ -24,6 +24,7 @@ from boneage.clinical import (
     gp_reference,
     gp_sd,
     interpret,
+    mid_parental_height,
     normalise_sex,
 )
 
@@ -111,20 +112,55 @@ def test_status_defined_at_table_edges(sex, ca, ba):
     assert r.status in {"normal", "advanced", "delayed"} and r.z_score is not None
 
 
-@pytest.mark.parametrize("sex, ca", [("M", 2.5), ("M", 205), ("F", 193), ("F", 0)])
-def test_indeterminate_outside_reference_ages_without_a_number(sex, ca):
+@pytest.mark.parametrize("sex, ca, edge", [("M", 2.5, "younger than 0 y 3 m"), ("M", 205, "older than 17 y 0 m"),
+                                           ("F", 193, "older than 16 y 0 m"), ("F", 0, "younger than 0 y 3 m")])
+def test_indeterminate_outside_reference_ages_without_a_number(sex, ca, edge):
     r = interpret(100, sex, chronological_age_months=ca)
     assert r.status == "indeterminate"
-    assert r.z_score is None and r.percentile is None
-    assert "outside the Greulich-Pyle reference" in r.status_reason
+    assert r.z_score is None and r.percentile is None and r.z_score_lower_bound is None
+    assert f"no Greulich-Pyle SD for {'boys' if sex == 'M' else 'girls'} {edge}" in r.status_reason
     assert r.bone_age_minus_chronological_months == pytest.approx(100 - ca)
+    assert r.to_dict()["percentile_text"] is None
 
 
-@pytest.mark.parametrize("sex, ba", [("F", 216), ("F", 220), ("M", 228), ("M", 235)])
-def test_indeterminate_at_skeletal_maturity(sex, ba):
-    r = interpret(ba, sex, chronological_age_months=180)
+def test_past_the_sd_table_the_statement_says_what_is_still_known():
+    """Girl of 17 (the SD table ends at 16 y) with a mature skeleton: no Z, but the
+    gap, the maturity and the last tabulated SD are still facts."""
+    r = interpret(216, "F", chronological_age_months=204)
     assert r.status == "indeterminate" and r.z_score is None
-    assert "maturity" in r.status_reason
+    assert "the skeleton is mature" in r.status_reason
+    assert "at 16 y 0 m, the table's last age, 2 SD was 14.6 months" in r.status_reason  # 2 x 7.31
+    assert "1 y 0 m ahead of chronological age" in r.summary()
+    assert r.status_reason in r.summary()
+
+
+@pytest.mark.parametrize("sex, ba, ca, sd", [("F", 216, 180, 9.23), ("F", 220, 120, 11.73),
+                                             ("M", 228, 180, 11.32), ("M", 235, 96, 9.10)])
+def test_bone_age_beyond_the_atlas_in_a_younger_child_is_advanced_with_a_lower_bound(sex, ba, ca, sd):
+    r = interpret(ba, sex, chronological_age_months=ca)
+    mature = 216 if sex == "F" else 228
+    assert r.status == "advanced" and r.z_score is None and r.percentile is None
+    assert r.z_score_lower_bound == pytest.approx((mature - ca) / sd)
+    assert "lower bound" in r.status_reason
+    assert r.z_text.startswith(">= +") and r.z_text in r.summary()
+    assert r.to_dict()["z_score_lower_bound"] == round((mature - ca) / sd, 3)
+
+
+def test_issue_example_girl_of_10_with_bone_age_18_is_advanced_not_indeterminate():
+    just_below = interpret(215, "F", chronological_age_months=120)  # 17 y 11 m
+    at_atlas_end = interpret(216, "F", chronological_age_months=120)  # 18 y 0 m
+    assert just_below.status == at_atlas_end.status == "advanced"
+    assert just_below.z_score == pytest.approx(8.1, abs=0.01)
+    assert at_atlas_end.z_score_lower_bound == pytest.approx(96 / 11.73)
+    assert at_atlas_end.z_score_lower_bound > just_below.z_score
+
+
+def test_lower_bound_within_two_sd_does_not_claim_a_status():
+    # Boy of 17 (SD 13.05) at bone age 19 y: Z >= +1.84 could be normal or advanced.
+    r = interpret(228, "M", chronological_age_months=204)
+    assert r.status == "indeterminate"
+    assert r.z_score_lower_bound == pytest.approx(24 / 13.05)
+    assert "normal or advanced cannot be told" in r.status_reason
 
 
 def test_just_below_maturity_is_still_scored():
@@ -228,15 +264,18 @@ def test_bp_tables_ordered_accelerated_average_retarded():
         lo = max(a[0] for a, _ in tabs.values())
         hi = min(a[-1] for a, _ in tabs.values())
         for ba in np.arange(lo, hi + 0.1, 3.0):
-            acc, avg, ret = (np.interp(ba, *tabs[t]) for t in ("accelerated", "average", "retarded"))
+            acc, avg, ret = (np.interp(ba, *tabs[t]) for t in ("accelerated", "average", "delayed"))
             assert acc <= avg <= ret, (sex, ba)
 
 
 @pytest.mark.parametrize("sex, table, y, m, pct", [
     ("M", "average", 7, 0, 69.5), ("M", "average", 13, 0, 87.6), ("M", "average", 18, 6, 100.0),
-    ("M", "accelerated", 11, 6, 78.6), ("M", "retarded", 6, 0, 68.0), ("M", "retarded", 13, 0, 88.0),
+    ("M", "accelerated", 11, 6, 78.6), ("M", "delayed", 6, 0, 68.0), ("M", "delayed", 13, 0, 88.0),
     ("F", "average", 8, 10, 82.1), ("F", "average", 12, 0, 92.2), ("F", "accelerated", 11, 3, 88.7),
-    ("F", "accelerated", 13, 6, 96.3), ("F", "retarded", 11, 0, 91.8), ("F", "retarded", 17, 0, 100.0),
+    ("F", "accelerated", 13, 6, 96.3), ("F", "delayed", 11, 0, 91.8), ("F", "delayed", 17, 0, 100.0),
+    # The corrections of issue #12, column ages as printed in the scan of [BP52]:
+    ("F", "average", 6, 10, 75.1), ("F", "average", 7, 10, 78.2), ("F", "accelerated", 7, 10, 74.2),
+    ("F", "accelerated", 17, 6, 99.95), ("M", "accelerated", 17, 0, 99.0),
 ])
 def test_bp_table_entries(sex, table, y, m, pct):
     ages, p = bp_table(sex, table)
@@ -251,20 +290,20 @@ BP_WORKED = [
     ("M", "average", (15, 0), 78, 80.6),
     ("M", "accelerated", (7, 0), 48, 71.6),
     ("M", "accelerated", (14, 0), 70, 77.3),
-    ("M", "retarded", (7, 0), 55, 76.6),
+    ("M", "delayed", (7, 0), 55, 76.6),
     ("F", "average", (12, 0), 51, 55.3),
     ("F", "average", (8, 10), 46, 56.0),
     ("F", "accelerated", (7, 0), 41, 57.6),
     ("F", "accelerated", (13, 0), 51, 54.0),
-    ("F", "retarded", (11, 0), 60, 65.4),
-    ("F", "retarded", (6, 0), 45, 61.4),
+    ("F", "delayed", (11, 0), 60, 65.4),
+    ("F", "delayed", (6, 0), 45, 61.4),
 ]
 
 
 @pytest.mark.parametrize("sex, table, ba, height_in, adult_in", BP_WORKED)
 def test_bp_worked_examples_from_printed_tables(sex, table, ba, height_in, adult_in):
     ba_m = 12 * ba[0] + ba[1]
-    ca = {"average": ba_m, "accelerated": ba_m - 18, "retarded": ba_m + 18}[table]
+    ca = {"average": ba_m, "accelerated": ba_m - 18, "delayed": ba_m + 18}[table]
     pred, note, used = bayley_pinneau(height_in * INCH, ba_m, ca, sex)
     assert used == table and note is None
     assert pred / INCH == pytest.approx(adult_in, abs=0.051)  # table printed to 0.1 in
@@ -279,7 +318,7 @@ def test_bp_interpolates_linearly_between_columns():
 @pytest.mark.parametrize("ba, ca, table", [
     (144.0, 132.0, "accelerated"),   # exactly +1 y
     (143.99, 132.0, "average"),
-    (120.0, 132.0, "retarded"),      # exactly -1 y
+    (120.0, 132.0, "delayed"),       # exactly -1 y
     (120.01, 132.0, "average"),
     (132.0, 132.0, "average"),
     (150.3, 138.3, "accelerated"),   # float subtraction lands on 12.000000000000014
@@ -293,16 +332,16 @@ def test_bp_table_choice_at_one_year_boundaries(ba, ca, table):
 @pytest.mark.parametrize("sex, ba, ca, table", [
     ("M", 83.9, 83.9, "average"),      # average boys start at 7-0
     ("M", 222.5, 220, "average"),      # ... and end at 18-6
-    ("M", 157, 180, "retarded"),       # retarded boys end at 13-0
-    ("M", 71.9, 90, "retarded"),       # ... and start at 6-0
-    ("M", 202, 180, "accelerated"),    # accelerated boys end at 16-9
+    ("M", 71.9, 90, "delayed"),        # delayed boys start at 6-0
+    ("M", 222.6, 240, "average"),      # delayed past 13-0: the average table, which ends at 18-6
+    ("M", 204.1, 180, "accelerated"),  # accelerated boys end at 17-0 (as printed)
     ("F", 71, 71, "average"),          # average girls start at 6-0
     ("F", 83, 70, "accelerated"),      # accelerated girls start at 7-0
 ])
 def test_bp_outside_table_gives_no_prediction_with_reason(sex, ba, ca, table):
     pred, note, used = bayley_pinneau(150.0, ba, ca, sex)
-    assert pred is None and used == table
-    assert "outside the Bayley-Pinneau" in note and table in note
+    assert pred is None and used == bp_table_choice(ba, ca)
+    assert "outside the Bayley-Pinneau" in note and f"{table} table" in note
     r = interpret(ba, sex, chronological_age_months=ca, height_cm=150.0)
     assert r.predicted_adult_height_cm is None and r.adult_height_note == note
     assert r.to_dict()["predicted_adult_height_cm"] is None
@@ -367,3 +406,113 @@ def test_no_wrong_number_when_indeterminate():
     assert d["status"] == "indeterminate"
     assert d["z_score"] is None and d["percentile"] is None
     assert not any(isinstance(v, float) and math.isnan(v) for v in d.values())
+
+
+# ------------------------------------------- issue #12: the paper's own examples
+def _ym(y: int, m: int) -> float:
+    return 12.0 * y + m
+
+
+@pytest.mark.parametrize("sex, ca, ba, height_in, table, adult_in", [
+    # Bayley & Pinneau 1952, worked examples in the text (heights in inches).
+    ("M", _ym(13, 3), _ym(13, 3), 60.0, "average", 67.4),
+    ("M", _ym(13, 3), _ym(13, 3), 51.5, "average", 57.9),
+    ("M", _ym(14, 0), _ym(15, 6), 67.5, "accelerated", 69.5),
+    ("F", _ym(12, 0), _ym(10, 3), 55.0, "delayed", 62.2),
+])
+def test_bayley_pinneau_worked_examples_of_the_paper(sex, ca, ba, height_in, table, adult_in):
+    r = interpret(ba, sex, chronological_age_months=ca, height_cm=height_in * INCH)
+    assert r.bp_table == table and r.adult_height_note is None
+    assert r.predicted_adult_height_cm / INCH == pytest.approx(adult_in, abs=0.05)
+
+
+def test_girl_of_bone_age_6y9m_uses_the_printed_6y10m_column():
+    """120 cm girl, bone age 6 y 9 m: 3/4 of the way from 6-6 (73.8 %) to 6-10 (75.1 %)."""
+    pred, note, table = bayley_pinneau(120.0, _ym(6, 9), _ym(6, 9), "F")
+    assert table == "average" and note is None
+    assert pred == pytest.approx(120.0 / (0.738 + 0.013 * 3 / 4))
+    assert round(pred, 1) == 160.5  # 159.8 with the mislabelled 6-9 column
+
+
+def test_constitutionally_delayed_boy_past_13_gets_the_average_table_with_a_note():
+    """Boy of 15, bone age 13 y 6 m, 150 cm: the commonest use of the method."""
+    r = interpret(_ym(13, 6), "M", chronological_age_months=180, height_cm=150.0)
+    assert bp_table_choice(_ym(13, 6), 180) == "delayed"
+    assert r.bp_table == "average"
+    assert r.predicted_adult_height_cm == pytest.approx(150.0 / 0.902)  # average 13-6: 90.2 %
+    assert "delayed table ends at 13 y 0 m" in r.adult_height_note
+    assert "88.0% against the average's 87.6%" in r.adult_height_note
+    assert r.adult_height_note in r.summary() and "166.3 cm" in r.summary()
+    # At 13-0 itself the delayed table still applies.
+    assert interpret(156, "M", chronological_age_months=180, height_cm=150.0).bp_table == "delayed"
+
+
+def test_user_facing_text_says_delayed_not_the_papers_word():
+    for ba, ca in ((100, 150), (156, 180), (_ym(13, 6), 180), (71, 90)):
+        r = interpret(ba, "M", chronological_age_months=ca, height_cm=140.0)
+        assert "retard" not in r.summary().lower() and "retard" not in json.dumps(r.to_dict())
+
+
+# ------------------------------------------------ exact percentile in the JSON
+def test_percentile_is_exact_in_json_with_a_display_string():
+    r = interpret(100, "M", chronological_age_months=150)  # Z = -4.80
+    d = r.to_dict()
+    assert 0 < d["percentile"] < 1e-3  # exact, not rounded to 0.0
+    assert d["percentile"] == pytest.approx(50 * math.erfc(4.803 / math.sqrt(2)), rel=1e-3)
+    assert d["percentile_text"] == "<0.1"
+    hi = interpret(215, "F", chronological_age_months=120).to_dict()  # Z = +8.1
+    assert hi["percentile_text"] == ">99.9" and hi["percentile"] <= 100.0
+    mid = interpret(143.5, "F", chronological_age_months=120).to_dict()
+    assert mid["percentile_text"] == "97.7" and mid["percentile"] == pytest.approx(97.7433, abs=1e-3)  # Z = 23.5 / 11.73
+
+
+# --------------------------------------------------- mid-parental target height
+@pytest.mark.parametrize("sex, father, mother, target", [
+    ("M", 180.0, 165.0, 179.0),   # (180 + 165 + 13) / 2
+    ("F", 180.0, 165.0, 166.0),   # (180 + 165 - 13) / 2
+    ("M", 170.0, 160.0, 171.5),
+    ("F", 175.5, 158.5, 160.5),
+])
+def test_mid_parental_target_height_tanner(sex, father, mother, target):
+    t = mid_parental_height(father, mother, sex)
+    assert t.target_cm == pytest.approx(target)
+    assert t.range_cm == pytest.approx((target - 8.5, target + 8.5))
+    r = interpret(130, sex, chronological_age_months=130, father_height_cm=father, mother_height_cm=mother)
+    assert r.target_height_cm == pytest.approx(target)
+    assert r.to_dict()["target_height_range_cm"] == [round(target - 8.5, 1), round(target + 8.5, 1)]
+    assert f"Mid-parental target height {target:.1f} cm" in r.summary()
+
+
+@pytest.mark.parametrize("height, where", [(150.0, "below"), (166.0, "within"), (180.0, "above")])
+def test_predicted_adult_height_compared_with_target(height, where):
+    # Girl, average table at bone age 12 y 0 m (92.2 %); target 166 (157.5-174.5).
+    ba = 144.0
+    child = height * 0.922
+    r = interpret(ba, "F", chronological_age_months=ba, height_cm=child,
+                  father_height_cm=180, mother_height_cm=165)
+    assert r.predicted_adult_height_cm == pytest.approx(height)
+    assert r.adult_vs_target == where
+    assert where in r.target_comparison and r.target_comparison in r.summary()
+    d = r.to_dict()
+    assert d["adult_vs_target"] == where and d["target_comparison"] == r.target_comparison
+
+
+@pytest.mark.parametrize("father, mother, match", [
+    (-175, 165, "father's height must be positive"),
+    (175, 300, "mother's height 300 cm is not plausible for an adult"),
+    (1750, 165, "father's height 1750 cm is not plausible"),
+    (69, 64, "not plausible"),                         # inches
+    (175, None, "mother's height missing"),
+    (None, 160, "father's height missing"),
+    (float("nan"), 160, "father's height must be a number"),
+    ("tall", 160, "father's height must be a number"),
+])
+def test_parent_heights_are_validated_with_one_line(father, mother, match):
+    with pytest.raises(ClinicalInputError, match=match) as e:
+        interpret(130, "M", chronological_age_months=130, father_height_cm=father, mother_height_cm=mother)
+    assert "\n" not in str(e.value)
+
+
+def test_no_target_without_parents():
+    r = interpret(130, "M", chronological_age_months=130, height_cm=140)
+    assert r.target_height_cm is None and r.target_comparison is None and "target" not in r.summary()

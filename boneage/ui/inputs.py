@@ -1,0 +1,148 @@
+"""Input widgets: the image picker (upload or bundled sample) and the clinical inputs.
+
+Widget keys carry a page prefix (``predict_mode``…) and, for the clinical inputs, the image's
+hash, so a new image starts from its own defaults.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ..paths import SAMPLES_DIR
+from .state import Source, digest
+
+UPLOAD_MODE, SAMPLE_MODE = "Upload a radiograph", "Use a sample"
+UPLOAD_HELP = "PNG, JPEG, BMP, TIFF (8- or 16-bit) or DICOM; the format is read from the content."
+
+
+# ------------------------------------------------------------------------------------ images
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    path: str
+    boneage_months: float
+    male: bool
+
+    @property
+    def sex(self) -> str:
+        return "M" if self.male else "F"
+
+    @property
+    def label(self) -> str:
+        return f"#{self.id} · {'boy' if self.male else 'girl'} · reader {format_months(self.boneage_months)}"
+
+
+def format_months(m: float) -> str:
+    y, mm = divmod(int(round(max(0.0, float(m)))), 12)
+    return f"{y} y {mm} m"
+
+
+@st.cache_data(show_spinner=False)
+def samples() -> list[Sample]:
+    """The bundled demo radiographs (``samples/`` with its labels), youngest first."""
+    labels = SAMPLES_DIR / "labels.csv"
+    if not labels.is_file():
+        return []
+    df = pd.read_csv(labels, dtype={"id": str})
+    out = []
+    for r in df.sort_values("boneage_months").itertuples(index=False):
+        p = SAMPLES_DIR / f"{r.id}.png"
+        if p.is_file():
+            out.append(Sample(str(r.id), str(p), float(r.boneage_months), str(r.male).strip().lower() == "true"))
+    return out
+
+
+def sample_source(sample: Sample) -> Source:
+    data = Path(sample.path).read_bytes()
+    return Source(data, Path(sample.path).name, digest(data), sample)
+
+
+def image_source(key: str, *, allow_upload: bool = True) -> Source | None:
+    """Upload or sample picker. Returns the chosen image, or None while nothing is chosen.
+
+    A sample chosen in the Home gallery arrives as ``st.session_state["demo_sample"]``.
+    """
+    demo = st.session_state.pop("demo_sample", None)
+    if demo is not None:
+        st.session_state[f"{key}_mode"] = SAMPLE_MODE
+        st.session_state[f"{key}_sample"] = demo
+    mode = st.radio("Image", (UPLOAD_MODE, SAMPLE_MODE), horizontal=True, key=f"{key}_mode",
+                    label_visibility="collapsed") if allow_upload else SAMPLE_MODE
+    if mode == UPLOAD_MODE:
+        up = st.file_uploader("Radiograph", key=f"{key}_upload", help=UPLOAD_HELP)
+        st.caption(UPLOAD_HELP)
+        if up is None:
+            return None
+        data = up.getvalue()
+        return Source(data, up.name, digest(data))
+    ss = samples()
+    if not ss:
+        st.info("No sample radiographs are bundled with this installation.")
+        return None
+    by_id = {s.id: s for s in ss}
+    if st.session_state.get(f"{key}_sample") not in by_id:
+        st.session_state[f"{key}_sample"] = ss[0].id
+    sid = st.selectbox("Sample radiograph", list(by_id), key=f"{key}_sample", format_func=lambda i: by_id[i].label)
+    return sample_source(by_id[sid])
+
+
+# ------------------------------------------------------------------------------------ clinical inputs
+
+
+@dataclass
+class ClinicalInputs:
+    sex: str | None
+    chronological_age_months: float | None = None
+    birth_date: dt.date | None = None
+    study_date: dt.date | None = None
+    height_cm: float | None = None
+
+
+AGE_NONE, AGE_DIRECT, AGE_DATES = "Not given", "Age (years + months)", "Birth and study dates"
+
+
+def clinical_inputs(src: Source, meta) -> ClinicalInputs:
+    """Sex, chronological age (or dates) and height; defaults from DICOM tags or the sample's label.
+
+    Widget keys carry the image's hash so a new image starts from its own defaults.
+    """
+    k = src.digest[:12]
+    sex_default = (src.sample.sex if src.sample else None) or getattr(meta, "sex", None)
+    birth, study = getattr(meta, "birth_date", None), getattr(meta, "study_date", None)
+    pat_age = getattr(meta, "patient_age_months", None)
+    c1, c2, c3 = st.columns([1, 2, 1])
+    with c1:
+        opts = ("F", "M")
+        sex = st.radio("Sex", opts, index=opts.index(sex_default) if sex_default in opts else None, horizontal=True,
+                       key=f"sex_{k}", format_func=lambda s: "Female" if s == "F" else "Male",
+                       help="Pre-filled from the DICOM tags when present. The reference differs for boys and girls.")
+    with c2:
+        modes = (AGE_NONE, AGE_DIRECT, AGE_DATES)
+        default = AGE_DATES if (birth and study) else AGE_DIRECT if pat_age is not None else AGE_NONE
+        mode = st.radio("Chronological age", modes, index=modes.index(default), horizontal=True, key=f"agemode_{k}",
+                        help="Needed for the clinical interpretation; DICOM dates fill it in.")
+        ca = bd = sd = None
+        if mode == AGE_DIRECT:
+            y0, m0 = divmod(int(round(pat_age)), 12) if pat_age is not None else (None, None)
+            a, b = st.columns(2)
+            years = a.number_input("Years", min_value=0, max_value=20, value=y0, step=1, key=f"ageyears_{k}")
+            months = b.number_input("Months", min_value=0, max_value=11, value=m0 if m0 is not None else 0, step=1,
+                                    key=f"agemonths_{k}")
+            if years is not None:
+                ca = float(years * 12 + (months or 0))
+        elif mode == AGE_DATES:
+            a, b = st.columns(2)
+            lo, today = dt.date(1990, 1, 1), dt.date.today()
+            bd = a.date_input("Birth date", value=birth, min_value=lo, max_value=today, key=f"birth_{k}")
+            sd = b.date_input("Study date", value=study or today, min_value=lo, max_value=today, key=f"study_{k}")
+    with c3:
+        h = st.number_input("Height (cm, optional)", min_value=40.0, max_value=220.0, value=None, step=0.5,
+                            key=f"height_{k}", help="For the Bayley–Pinneau adult height prediction.")
+    return ClinicalInputs(sex=sex, chronological_age_months=ca, birth_date=bd or None, study_date=sd or None,
+                          height_cm=h)

@@ -1,0 +1,159 @@
+"""Result panels: the prediction (numbers, warnings, attention map, clinical interpretation, growth
+chart, downloads) and the pipeline (measurements and every stage image with its caption)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ..pipeline import STAGE_NOTES, STAGES
+from .images import downscale
+from .state import Source
+
+
+def plain_warning(w: str) -> str:
+    """A pipeline warning as a sentence a clinician reads without knowing the pipeline."""
+    w = w.strip()
+    if w.startswith("ROI: "):
+        w = "Region boxes: " + w[5:]
+    if w.startswith("hand not found"):
+        w += " (fallback: the estimate is less reliable)"
+    return (w[:1].upper() + w[1:]).rstrip(".") + "."
+
+
+def prediction_record(pred, name: str) -> dict:
+    return {"file": name, **pred.to_dict()}
+
+
+def prediction_csv(record: dict) -> str:
+    flat = {}
+    for k, v in record.items():
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                flat[f"{k}.{kk}"] = json.dumps(vv) if isinstance(vv, (dict, list)) else vv
+        elif isinstance(v, list):
+            flat[k] = " | ".join(map(str, v))
+        else:
+            flat[k] = v
+    return pd.DataFrame([flat]).to_csv(index=False)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _pdf(key: str, _pred, name: str) -> bytes:
+    from ..report import make_pdf_report
+
+    return make_pdf_report(image_rgb=_pred.overlay_rgb(), bone_age_months=_pred.bone_age_months,
+                           uncertainty_months=_pred.uncertainty_months, sex=_pred.sex,
+                           model_version=_pred.model_version, interpretation=_pred.clinical,
+                           warnings=[plain_warning(w) for w in _pred.warnings], patient_label=name)
+
+
+def show_prediction(pred, src: Source) -> None:
+    """Numbers, warnings, heatmap, clinical interpretation, growth chart and downloads."""
+    from ..charts import growth_chart
+
+    st.subheader("Result")
+    cols = st.columns(4)
+    cols[0].metric("Bone age", f"{pred.bone_age_months:.1f} months")
+    cols[1].metric("In years and months", pred.bone_age_years_text)
+    cols[2].metric("Uncertainty (1 SD)", f"± {pred.uncertainty_months:.1f} months",
+                   help="Validation residual SD combined with the spread over test-time augmentation.")
+    if src.sample is not None:
+        diff = pred.bone_age_months - src.sample.boneage_months
+        cols[3].metric("Reader's bone age", f"{src.sample.boneage_months:.0f} months", f"{diff:+.1f} months (model − reader)",
+                       delta_color="off")
+    else:
+        cols[3].metric("Sex", "Male" if pred.sex == "M" else "Female")
+
+    if pred.warnings:
+        for w in pred.warnings:
+            st.warning(plain_warning(w), icon=":material/warning:")
+    else:
+        st.success("No warnings: hand found, orientation and polarity as expected.", icon=":material/check_circle:")
+
+    left, right = st.columns(2)
+    with left:
+        st.image(downscale(pred.overlay_rgb()), width="stretch",
+                 caption="Aligned radiograph (standard left-hand view) with the model's attention and the ROI boxes")
+    with right:
+        if pred.clinical is not None:
+            st.markdown("**Clinical interpretation**")
+            st.info(pred.clinical.summary(), icon=":material/stethoscope:")
+            c = pred.clinical
+            m = st.columns(3)
+            m[0].metric("Status", c.status)
+            m[1].metric("Z-score", "—" if c.z_score is None else f"{c.z_score:+.2f}")
+            m[2].metric("Predicted adult height", "—" if c.predicted_adult_height_cm is None
+                        else f"{c.predicted_adult_height_cm:.1f} cm")
+            if c.status == "indeterminate":
+                st.caption(f"Why indeterminate: {c.status_reason}.")
+        else:
+            st.caption("Give the chronological age above for the clinical interpretation (Greulich–Pyle status, "
+                       "Z-score, adult height).")
+        ca = pred.clinical.chronological_age_months if pred.clinical is not None else None
+        st.plotly_chart(growth_chart(pred.sex, pred.bone_age_months, ca, pred.uncertainty_months), width="stretch")
+
+    record = prediction_record(pred, src.name)
+    d1, d2, d3 = st.columns(3)
+    stem = Path(src.name).stem or "boneage"
+    d1.download_button("Download JSON", json.dumps(record, indent=2, default=str), f"{stem}_boneage.json",
+                       "application/json", icon=":material/download:", width="stretch", on_click="ignore")
+    d2.download_button("Download CSV", prediction_csv(record), f"{stem}_boneage.csv", "text/csv",
+                       icon=":material/download:", width="stretch", on_click="ignore")
+    pdf_key = f"{src.digest}:{json.dumps(record, sort_keys=True, default=str)}"
+    d3.download_button("Download PDF report", lambda: _pdf(pdf_key, pred, src.name), f"{stem}_boneage_report.pdf",
+                       "application/pdf", icon=":material/picture_as_pdf:", width="stretch", on_click="ignore")
+
+    with st.expander("Details: pipeline measurements, test-time augmentation, image metadata"):
+        st.json({"pipeline": {k: v for k, v in pred.pipeline.summary().items() if k != "params"},
+                 "tta_predictions_months": [round(v, 1) for v in pred.tta_predictions],
+                 "tta_sd_months": round(pred.tta_sd_months, 2),
+                 "image": pred.image_meta.to_dict() if pred.image_meta is not None else None,
+                 "model_version": pred.model_version}, expanded=False)
+
+
+def stage_caption(name: str, res) -> str:
+    """Stage name, what it does, and what it measured."""
+    note = STAGE_NOTES.get(name, "")
+    extra = ""
+    if name == "polarity":
+        extra = " Flipped." if res.inverted else " Not inverted."
+    elif name == "mask":
+        extra = (f" Hand covers {res.hand_area_fraction:.0%} of the frame." if res.hand_found
+                 else f" No hand found ({res.failed_stages.get('mask', '')}); whole image used.")
+    elif name == "aligned":
+        extra = f" Rotated {res.rotation_deg:+.1f}°."
+    elif name == "canonical":
+        extra = f" Acquired as a {res.laterality} hand{'; mirrored' if res.mirrored else ''}."
+    elif name == "rois":
+        extra = f" {len(res.rois)} boxes." if res.rois else " No boxes."
+    elif name == "threshold":
+        extra = f" Method: {res.params.threshold}."
+    elif name == "clahe":
+        extra = f" Clip {res.params.clahe_clip:g}, {res.params.clahe_tiles}×{res.params.clahe_tiles} tiles."
+    return f"{name} — {note}{extra}"
+
+
+def show_pipeline(res, columns: int = 4) -> None:
+    """Measurements, warnings and every stage image in order with its caption."""
+    m = st.columns(5)
+    m[0].metric("Rotation", f"{res.rotation_deg:+.1f}°")
+    m[1].metric("Hand", res.laterality + (" (mirrored)" if res.mirrored else ""))
+    m[2].metric("Polarity", "inverted → fixed" if res.inverted else "normal")
+    m[3].metric("Hand area", f"{res.hand_area_fraction:.0%}" if res.hand_found else "not found")
+    m[4].metric("ROI boxes", len(res.rois))
+    for w in res.warnings:
+        st.warning(plain_warning(w), icon=":material/warning:")
+    names = [s for s in STAGES if s in res.stages]
+    for row in range(0, len(names), columns):
+        cols = st.columns(columns)
+        for col, name in zip(cols, names[row : row + columns]):
+            with col:
+                st.image(downscale(res.stages[name], 480), caption=f"{names.index(name) + 1}. {stage_caption(name, res)}",
+                         width="stretch")
+    if res.rois:
+        with st.expander("ROI boxes (x, y, width, height in the aligned image)"):
+            st.dataframe(pd.DataFrame([{"roi": k, "x": b[0], "y": b[1], "width": b[2], "height": b[3]}
+                                       for k, b in res.rois.items()]), hide_index=True)
