@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clinical import gp_reference, normalise_sex
+from .clinical import gp_reference
+from .vocab import parse_sex, sex_word
 
 # Colour-blind-safe pair (Okabe-Ito): blue for the reference, vermillion for the child.
 REF_COLOUR = "#0072B2"
@@ -38,7 +39,7 @@ class ChartData:
 
     @property
     def title(self) -> str:
-        return f"Bone age vs chronological age ({'boys' if self.sex == 'M' else 'girls'}, Greulich-Pyle)"
+        return f"Bone age vs chronological age ({sex_word(self.sex, plural=True)}, Greulich-Pyle)"
 
     @property
     def axis_max(self) -> float:
@@ -50,7 +51,7 @@ class ChartData:
 def chart_data(sex: str, bone_age_months: float, chronological_age_months: float | None,
                uncertainty_months: float | None = None) -> ChartData:
     """Reference curves and the child's point, converted to years."""
-    s = normalise_sex(sex)
+    s = parse_sex(sex)
     ref = gp_reference(s)
     ages = ref["ages_months"].to_numpy() / 12.0
     sd = ref["sd_months"].to_numpy() / 12.0

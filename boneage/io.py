@@ -57,6 +57,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .vocab import sex_or_none
+
 MIN_SIDE = 64
 MAX_PIXELS = 60_000_000
 # 10**8 bytes: the same number the app's upload widget enforces (.streamlit/config.toml
@@ -986,8 +988,8 @@ def _int_or(v: object, default: int) -> int:
 
 
 def _dicom_sex(v: object) -> str | None:
-    s = str(v or "").strip().upper()
-    return s if s in ("M", "F") else None
+    """PatientSex M/F by the package's one parser; O (other) or empty: not given."""
+    return sex_or_none(str(v or ""))
 
 
 def _dicom_date(v: object, tag: str, warnings: list[str]) -> _dt.date | None:

@@ -23,6 +23,7 @@ from .checks import ParameterError, check_int
 from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
 from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
+from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
 MAX_TTA = 64  # copies per image; more adds time, not accuracy (the spread settles by 8)
@@ -51,9 +52,7 @@ class Prediction:
 
     @property
     def bone_age_years_text(self) -> str:
-        m = max(0.0, self.bone_age_months)
-        y, mm = divmod(int(round(m)), 12)
-        return f"{y} y {mm} m"
+        return format_age(self.bone_age_months)
 
     def heatmap(self) -> np.ndarray:
         """Attention resampled onto the aligned (canonical) image, [0, 1], kept to the hand."""
@@ -98,15 +97,11 @@ class Prediction:
         return d
 
 
-def _normalise_sex(sex) -> str | None:
-    """'M'/'F' (one rule for the whole package: boneage.clinical.normalise_sex), None when not given."""
-    from .clinical import ClinicalInputError, normalise_sex
-
-    if sex is None:
-        return None
+def _normalise_sex(sex) -> Sex | None:
+    """'M'/'F' by the package's one parser (:func:`boneage.vocab.parse_sex`), None when not given."""
     try:
-        return normalise_sex(sex)
-    except ClinicalInputError:
+        return parse_optional_sex(sex)
+    except SexError:
         raise PredictionError(f"sex must be M or F, got {sex!r}") from None
 
 
@@ -201,7 +196,7 @@ class Predictor:
 
         res = run_pipeline(pixels, params)
         batch = tta_batch(res.model_input, n=n)
-        months, att = self._run(batch, 1.0 if sx == "M" else 0.0)
+        months, att = self._run(batch, model_input(sx))
         if not np.isfinite(months).all():
             raise PredictionError(
                 f"model {self.model_version} returned a non-finite bone age (NaN or infinity); its weights are broken "

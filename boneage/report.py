@@ -12,7 +12,8 @@ from datetime import date
 import numpy as np
 
 from .charts import growth_chart_png
-from .clinical import ClinicalInterpretation, format_age, format_percentile, normalise_sex
+from .clinical import ClinicalInterpretation, format_percentile
+from .vocab import format_age, parse_sex, sex_label
 
 DISCLAIMER = "Research software - not a medical device; not for clinical diagnosis."
 TITLE = "Bone age report (Greulich-Pyle)"
@@ -51,7 +52,7 @@ def _number_rows(bone_age_months: float, uncertainty_months: float | None, sex: 
                  interp: ClinicalInterpretation | None) -> list[tuple[str, str]]:
     """(label, value) rows of the numbers table, in the order a clinician reads them."""
     unc = "" if uncertainty_months is None else f" ± {uncertainty_months:.1f} m"
-    rows = [("Sex", "male" if sex == "M" else "female"),
+    rows = [("Sex", sex_label(sex)),
             ("Bone age", f"{format_age(bone_age_months)} ({bone_age_months:.1f} months){unc}")]
     if interp is None:
         return rows
@@ -89,7 +90,7 @@ def make_pdf_report(*, image_rgb: np.ndarray, bone_age_months: float, uncertaint
     """
     from fpdf import FPDF
 
-    s = normalise_sex(sex)
+    s = parse_sex(sex)
     radiograph = _png_bytes(image_rgb)
     report_date = report_date or date.today()
     ca = None if interpretation is None else interpretation.chronological_age_months
