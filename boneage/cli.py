@@ -216,10 +216,6 @@ def cmd_evaluate(a) -> int:
 
 def cmd_train(a) -> int:
     h, w = a.image_size
-    if not 0 <= a.ema < 1:
-        return _fail(f"--ema must be in [0, 1) (got {a.ema})")
-    if a.augment_strength < 0:
-        return _fail(f"--augment-strength must be ≥ 0 (got {a.augment_strength})")
     if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
                                (preflight.existing_path, a.init_from)):
         return _fail(err)
@@ -232,7 +228,7 @@ def cmd_train(a) -> int:
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
         augment_strength=a.augment_strength, ema_momentum=a.ema,
-    )
+    )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
     except DataError as e:

@@ -356,3 +356,48 @@ def test_cli_mistakes_are_one_line(args, words):
     err = r.stderr.strip()
     _one_line(err)
     assert words in err and "usage:" not in err
+
+
+@pytest.mark.parametrize(
+    "kw, flag",
+    [({"learning_rate": float("nan")}, "--lr"), ({"learning_rate": -1e-3}, "--lr"), ({"epochs": 0}, "--epochs"),
+     ({"epochs": -1}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"val_fraction": 1.0}, "--val-fraction"),
+     ({"ema_momentum": 1.0}, "--ema"), ({"backbone": "resnet"}, "--backbone"), ({"limit": 0}, "--limit"),
+     ({"image_height": 8}, "--image-size"), ({"pipeline": {"clahe_tiles": 0}}, "--clahe-tiles")],
+)
+def test_train_config_validated_up_front(kw, flag):
+    from boneage.checks import ParameterError
+    from boneage.train import TrainConfig
+
+    with pytest.raises(ParameterError) as e:
+        TrainConfig(data="d", out="o", **kw)
+    assert flag in str(e.value)
+    _one_line(str(e.value))
+
+
+def test_cli_train_lr_nan_refused_before_any_work(tmp_path, thumb_paths):
+    out = tmp_path / "run"
+    r = _cli("train", "--data", str(thumb_paths[0].parent), "--out", str(out), "--lr", "nan", timeout=300)
+    assert r.returncode == 2, r.stderr
+    _one_line(r.stderr.strip())
+    assert "learning_rate (--lr) must be a finite number > 0.0" in r.stderr
+    assert not (out / "model.keras").exists()
+
+
+def test_dataset_page_reads_only_inside_data_roots(tmp_path, monkeypatch, hires_paths):
+    from boneage.ui.dataset_page import confined_folder, find_case_image
+
+    fixtures = hires_paths[0].parent
+    monkeypatch.delenv("BONEAGE_DATA_ROOTS", raising=False)
+    assert find_case_image(fixtures, hires_paths[0].stem) == hires_paths[0]  # the fixtures are a data root
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "7.png").write_bytes(hires_paths[0].read_bytes())
+    assert confined_folder(outside) is None and find_case_image(outside, "7") is None
+    assert confined_folder(tmp_path / "does-not-exist") is None  # same answer, nothing opened
+    # ids that leave the folder: same answer as a missing image
+    for bad in (str(hires_paths[0].with_suffix("")), "../hires/" + hires_paths[0].stem, "/etc/passwd", "no-such-id"):
+        assert find_case_image(fixtures, bad) is None
+    assert confined_folder(str(fixtures) + "/../../../..") is None  # '..' resolved before the check
+    monkeypatch.setenv("BONEAGE_DATA_ROOTS", str(outside))
+    assert find_case_image(outside, "7") == outside.resolve() / "7.png"
