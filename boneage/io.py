@@ -105,6 +105,8 @@ class ImageMeta:
     pixel_spacing_mm: tuple[float, float] | None = None
     warnings: list[str] = field(default_factory=list)
     reduced_by: int = 1  # pixels holds k×k block means of the file's pixels (see reduction_factor)
+    patient_id: str | None = None  # DICOM PatientID, for the report header
+    accession_number: str | None = None  # DICOM AccessionNumber
 
     def to_dict(self) -> dict:
         """JSON-friendly copy: dates as ISO strings, spacing as a list."""
@@ -832,6 +834,8 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
         pixel_spacing_mm=_dicom_spacing(ds, warnings),
         warnings=warnings,
         reduced_by=k,
+        patient_id=_dicom_text(ds.get("PatientID")),
+        accession_number=_dicom_text(ds.get("AccessionNumber")),
     )
     return LoadedImage(pixels, meta)
 
@@ -928,6 +932,11 @@ def _check_codestream_size(ds, tsuid: str, rows: int, cols: int, label: str) -> 
             f"{label}: DICOM header says {cols}x{rows} but its compressed image is {size[0]}x{size[1]}; "
             "the file is inconsistent and was not decoded"
         )
+def _dicom_text(value) -> str | None:
+    """A short identifier tag as one printable line, or None when absent or empty."""
+    text = " ".join(str(value or "").split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text[:64] or None
 
 
 def _infer_transfer_syntax(ds) -> str:
