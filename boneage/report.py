@@ -51,7 +51,7 @@ def _png_bytes(image_rgb: np.ndarray) -> io.BytesIO:
 def _number_rows(bone_age_months: float, uncertainty_months: float | None, sex: str,
                  interp: ClinicalInterpretation | None) -> list[tuple[str, str]]:
     """(label, value) rows of the numbers table, in the order a clinician reads them."""
-    unc = "" if uncertainty_months is None else f" ± {uncertainty_months:.1f} m"
+    unc = "" if uncertainty_months is None else f" ± {uncertainty_months:.1f} months"
     rows = [("Sex", sex_label(sex)),
             ("Bone age", f"{format_age(bone_age_months)} ({bone_age_months:.1f} months){unc}")]
     if interp is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 
 import numpy as np
@@ -55,6 +56,8 @@ def test_full_report_is_one_page_with_image_chart_and_numbers():
     for needle in ("143.5", "+2.00", "advanced", "Bayley-Pinneau", "attn-xception-v3", "2026-11-27",
                    "Study 0042", "Image is slightly rotated.", "Greulich-Pyle", DISCLAIMER):
         assert needle in text, needle
+    assert re.search(r"± \d+\.\d months", text) and not re.search(r"± [\d.]+ m\b", text)  # "m" read as metres
+    assert "12 years 0 months" in text  # ages in words: 143.5 months
 
 
 def test_chart_left_out_without_chronological_age():
