@@ -107,19 +107,67 @@ def cmd_pipeline(a) -> int:
     return 0
 
 
+def _per_file(values: list | None, n: int, flag: str) -> list:
+    """One value for every file, or one per file (``--study-date`` given once or N times)."""
+    if not values:
+        return [None] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"{flag} given {len(values)} times for {n} files: give it once (every file) or once per file")
+    return list(values)
+
+
+def _visit(f, r):
+    """The follow-up visit of one reading, or a one-line reason it cannot be one."""
+    from .clinical import ClinicalInputError
+    from .followup import Visit
+
+    c = r.clinical
+    if c is None or c.chronological_age_months is None:
+        raise ClinicalInputError(f"{f}: no chronological age, so it cannot be placed on the follow-up "
+                                 "(give --birth-date with study dates, or --age-months once per file)")
+    return Visit(c.chronological_age_months, r.bone_age_months, c.study_date, r.uncertainty_months, str(f))
+
+
+def _print_follow_up(fu, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"follow_up": fu.to_dict()}), flush=True)
+        return
+    print(f"follow-up ({'boy' if fu.sex == 'M' else 'girl'}): {fu.summary()}")
+    for i in fu.intervals:
+        sd = "" if i.velocity_sd is None else f" ± {i.velocity_sd:.2f}"
+        print(f"  {i.start.label} -> {i.end.label}: {i.months:.1f} months, bone age {i.bone_age_change_months:+.1f} "
+              f"months, velocity {i.velocity:.2f}{sd}")
+
+
 def cmd_predict(a) -> int:
+    from .clinical import ClinicalInputError, check_parent_heights
+    from .followup import follow_up, one_child, read_results
+
+    n = len(a.files)
+    try:  # clinical options need no model: nonsense fails fast, before any file is read
+        per_file = list(zip(a.files, _per_file(a.age_months, n, "--age-months"),
+                            _per_file(a.study_date, n, "--study-date"), _per_file(a.height_cm, n, "--height-cm")))
+        check_parent_heights(a.father_height_cm, a.mother_height_cm)
+        earlier = [v for path in a.previous or [] for v in read_results(path)]
+    except (ValueError, ClinicalInputError) as e:
+        return _fail(str(e))
+    follow = a.follow_up or bool(earlier)
+    if follow and len(earlier) + n < 2:
+        return _fail("follow-up needs at least two visits (several files, or --previous with earlier results)")
+
     if err := _preflight_error((preflight.model_path, a.model)):
         return _fail(err)
-    rc, files = 0, []
-    for f in a.files:  # every missing file is named (the others still run), before the model loads
-        if err := _preflight_error((preflight.existing_file, f)):
+    rc, todo = 0, []
+    for item in per_file:  # every missing file is named (the others still run), before the model loads
+        if err := _preflight_error((preflight.existing_file, item[0])):
             rc = _fail(err)
         else:
-            files.append(f)
-    if not files:
+            todo.append(item)
+    if not todo:
         return rc
 
-    from .clinical import ClinicalInputError
     from .io import ImageError
     from .predict import PredictionError, Predictor
 
@@ -127,10 +175,12 @@ def cmd_predict(a) -> int:
         pred = Predictor.load(a.model)
     except PredictionError as e:
         return _fail(str(e))
-    for f in files:
+    visits = list(earlier)
+    for f, age, study, height in todo:
         try:
-            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=a.age_months, birth_date=a.birth_date,
-                             study_date=a.study_date, height_cm=a.height_cm)
+            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=age, birth_date=a.birth_date,
+                             study_date=study, height_cm=height, father_height_cm=a.father_height_cm,
+                             mother_height_cm=a.mother_height_cm)
         except (ImageError, PredictionError, ClinicalInputError) as e:
             msg = str(e)
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
@@ -153,6 +203,17 @@ def cmd_predict(a) -> int:
                 print(f"  warning: {w}")
             if dicom_files:
                 print(f"  DICOM: {', '.join(Path(p).name for p in dicom_files)} in {a.dicom_out}")
+        if follow:  # after the reading is shown: a visit that cannot be placed loses no bone age
+            try:
+                visits.append((_visit(f, r), r.sex))
+            except ClinicalInputError as e:
+                print(f"boneage: error: {e}", file=sys.stderr)
+                rc = EXIT_BAD_INPUT
+    if follow:
+        try:
+            _print_follow_up(follow_up([v for v, _ in visits], one_child(visits) if visits else "F"), a.json)
+        except ClinicalInputError as e:
+            return _fail(f"follow-up: {e}")
     return rc
 
 
@@ -263,10 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
-    s.add_argument("--age-months", type=float, help="chronological age in months")
+    s.add_argument("--age-months", type=float, action="append",
+                   help="chronological age in months (once for every file, or once per file)")
     s.add_argument("--birth-date", type=_date)
-    s.add_argument("--study-date", type=_date)
-    s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
+    s.add_argument("--study-date", type=_date, action="append",
+                   help="YYYY-MM-DD (once for every file, or once per file; DICOM files carry their own)")
+    s.add_argument("--height-cm", type=float, action="append",
+                   help="current height, for the Bayley–Pinneau adult height (once, or once per file)")
+    s.add_argument("--father-height-cm", type=float, help="father's height, for the mid-parental target height")
+    s.add_argument("--mother-height-cm", type=float, help="mother's height, for the mid-parental target height")
+    s.add_argument("--follow-up", action="store_true",
+                   help="the files are visits of one child, oldest first: adds the bone-age velocity")
+    s.add_argument("--previous", action="append", metavar="RESULTS",
+                   help="earlier results of the same child (JSON lines from --json), as the first visits; "
+                        "implies --follow-up")
     s.add_argument("--dicom-out", metavar="DIR", help="also write DICOM results (overlay Secondary Capture + "
                    "Encapsulated PDF report), in the source study for DICOM input")
     s.set_defaults(func=cmd_predict)

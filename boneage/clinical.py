@@ -477,6 +477,14 @@ def mid_parental_height(father_height_cm: float, mother_height_cm: float, sex: s
     return TargetHeight(target, (target - TARGET_RANGE_HALF_WIDTH_CM, target + TARGET_RANGE_HALF_WIDTH_CM))
 
 
+def check_parent_heights(father_height_cm: float | None, mother_height_cm: float | None) -> None:
+    """Raise ClinicalInputError unless both are plausible adult heights or both are absent.
+
+    For callers that want to refuse bad input before the slow part (loading a model).
+    """
+    _resolve_target(father_height_cm, mother_height_cm, "M")
+
+
 def _resolve_target(father: float | None, mother: float | None, sex: str) -> TargetHeight | None:
     if father is None and mother is None:
         return None

@@ -64,6 +64,8 @@ class ImageMeta:
     patient_age_months: float | None = None
     pixel_spacing_mm: tuple[float, float] | None = None
     warnings: list[str] = field(default_factory=list)
+    patient_id: str | None = None  # DICOM PatientID, for the report header
+    accession_number: str | None = None  # DICOM AccessionNumber
 
     def to_dict(self) -> dict:
         """JSON-friendly copy: dates as ISO strings, spacing as a list."""
@@ -521,8 +523,17 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
         patient_age_months=_dicom_age_months(ds.get("PatientAge"), warnings),
         pixel_spacing_mm=_dicom_spacing(ds, warnings),
         warnings=warnings,
+        patient_id=_dicom_text(ds.get("PatientID")),
+        accession_number=_dicom_text(ds.get("AccessionNumber")),
     )
     return LoadedImage(pixels, meta)
+
+
+def _dicom_text(value) -> str | None:
+    """A short identifier tag as one printable line, or None when absent or empty."""
+    text = " ".join(str(value or "").split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text[:64] or None
 
 
 def _infer_transfer_syntax(ds) -> str:

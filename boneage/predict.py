@@ -161,6 +161,8 @@ class Predictor:
         birth_date: _dt.date | None = None,
         study_date: _dt.date | None = None,
         height_cm: float | None = None,
+        father_height_cm: float | None = None,
+        mother_height_cm: float | None = None,
         name: str | None = None,
         params: PipelineParams | None = None,
     ) -> Prediction:
@@ -199,11 +201,13 @@ class Predictor:
             warnings.append("estimate lies outside the training range (0–19 years); clipped")
             est = float(np.clip(est, 0, 228))
         clin = None
-        if chronological_age_months is not None or birth_date is not None or study_date is not None or height_cm is not None:
+        if any(v is not None for v in (chronological_age_months, birth_date, study_date, height_cm,
+                                        father_height_cm, mother_height_cm)):
             from .clinical import interpret
 
             clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
-                             study_date=study_date, height_cm=height_cm)
+                             study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
+                             mother_height_cm=mother_height_cm)
         a = att[0]
         a = (a - a.min()) / (a.max() - a.min() + 1e-9)
         return Prediction(
