@@ -151,8 +151,8 @@ def test_every_refusal_carries_its_reason_in_the_pdf():
     # Boy of 17 past the SD table, height given, bone age past the accelerated table.
     interp = interpret(228, "M", chronological_age_months=210, height_cm=175)
     text = _page_text(_pdf(_report(interp, sex="M", bone_age_months=228)))
-    assert "no Greulich-Pyle SD for boys older than 17 y 0 m" in text
-    assert "not given: bone age 19 y 0 m is outside the Bayley-Pinneau" in text
+    assert "no Greulich-Pyle SD for boys older than 17 years 0 months" in text
+    assert "not given: bone age 19 years 0 months is outside the Bayley-Pinneau" in text
     # Lower-bound Z is marked as such.
     lb = interpret(216, "F", chronological_age_months=120)
     text = _page_text(_pdf(_report(lb, bone_age_months=216)))
