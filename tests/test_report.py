@@ -180,3 +180,16 @@ def test_chart_draws_every_visit():
     assert list(visits.x) == pytest.approx([8.0, 10.0, 143.5 / 12])
     assert list(visits.y) == pytest.approx([7.5, 118 / 12, 143.5 / 12])
     assert growth_chart_png("F", 143.5, 143.5, 10, visits=[(96, 90), (143.5, 143.5)]).startswith(b"\x89PNG")
+
+
+def test_long_follow_up_keeps_one_page_and_the_chart():
+    from boneage.followup import Visit, follow_up
+
+    vs = [Visit(60 + 12 * i, 58 + 12 * i, date(2014 + i, 1, 5), 14.5, f"v{i}.png") for i in range(12)]
+    interp = interpret(vs[-1].bone_age_months, "F", chronological_age_months=vs[-1].chronological_age_months,
+                       height_cm=145, father_height_cm=180, mother_height_cm=165)
+    reader = _pdf(_report(interp, bone_age_months=vs[-1].bone_age_months, follow_up=follow_up(vs, "F"),
+                          warnings=[f"w{i}" for i in range(8)], patient_id="MRN1", accession_number="ACC2"))
+    assert len(reader.pages) == 1 and len(list(reader.pages[0].images)) == 2
+    text = _page_text(reader)
+    assert "7 earlier visits on the chart" in text and "2025-01-05" in text and DISCLAIMER in text
