@@ -8,6 +8,7 @@ pandas, so a mistyped path is answered at once instead of after TensorFlow's ≈
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -24,6 +25,15 @@ EXIT_BAD_INPUT = 2
 def _fail(msg: str) -> int:
     print(f"boneage: error: {msg}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line mistakes: ``boneage predict: error: … (see boneage predict --help)``
+    instead of a 6–12-line usage block before the message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = " ".join(str(message).split())
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {msg} (see {self.prog} --help)\n")
 
 
 def _preflight_error(*checks) -> str | None:
@@ -72,26 +82,27 @@ def _size(s: str) -> tuple[int, int]:
 
 
 def cmd_pipeline(a) -> int:
-    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out),
-                               (preflight.model_path, a.model)):
-        return _fail(err)
-    import cv2
-
-    from .io import ImageError, load_image, to_uint8
-    from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
-
-    try:
-        img = load_image(a.image)
-    except ImageError as e:
-        return _fail(str(e))
     from .bundle import BundleError, read_meta
+    from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
 
     try:  # the model's own settings (what it was trained with), then the options given
         base = read_meta(a.model).pipeline
     except BundleError as e:
         return _fail(str(e))
     given = dict(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold, denoise=a.denoise)
+    # parameters first: a ParameterError is one line from main()
     params = PipelineParams.from_dict(base.to_dict() | {k: v for k, v in given.items() if v is not None})
+    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out),
+                               (preflight.model_path, a.model)):
+        return _fail(err)
+    import cv2
+
+    from .io import ImageError, load_image, to_uint8
+
+    try:
+        img = load_image(a.image)
+    except ImageError as e:
+        return _fail(str(e))
     res = run_pipeline(img.pixels, params)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,19 +125,73 @@ def cmd_pipeline(a) -> int:
     return 0
 
 
+def _per_file(values: list | None, n: int, flag: str) -> list:
+    """One value for every file, or one per file (``--study-date`` given once or N times)."""
+    if not values:
+        return [None] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"{flag} given {len(values)} times for {n} files: give it once (every file) or once per file")
+    return list(values)
+
+
+def _visit(f, r):
+    """The follow-up visit of one reading, or a one-line reason it cannot be one."""
+    from .clinical import ClinicalInputError
+    from .followup import Visit
+
+    c = r.clinical
+    if c is None or c.chronological_age_months is None:
+        raise ClinicalInputError(f"{f}: no chronological age, so it cannot be placed on the follow-up "
+                                 "(give --birth-date with study dates, or --age-months once per file)")
+    return Visit(c.chronological_age_months, r.bone_age_months, c.study_date, r.uncertainty_months, str(f))
+
+
+def _print_follow_up(fu, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"follow_up": fu.to_dict()}, allow_nan=False), flush=True)
+        return
+    print(f"follow-up ({'boy' if fu.sex == 'M' else 'girl'}): {fu.summary()}")
+    for i in fu.intervals:
+        sd = "" if i.velocity_sd is None else f" ± {i.velocity_sd:.2f}"
+        print(f"  {i.start.label} -> {i.end.label}: {i.months:.1f} months, bone age {i.bone_age_change_months:+.1f} "
+              f"months, velocity {i.velocity:.2f}{sd}")
+
+
 def cmd_predict(a) -> int:
+    from .checks import check_int
+    from .predict import MAX_TTA
+
+    if a.tta is not None:  # parameters first: a ParameterError is one line from main()
+        check_int(a.tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+
+    from .clinical import ClinicalInputError, check_parent_heights
+    from .followup import follow_up, one_child, read_results
+
+    n = len(a.files)
+    try:  # clinical options need no model: nonsense fails fast, before any file is read
+        per_file = list(zip(a.files, _per_file(a.age_months, n, "--age-months"),
+                            _per_file(a.study_date, n, "--study-date"), _per_file(a.height_cm, n, "--height-cm")))
+        check_parent_heights(a.father_height_cm, a.mother_height_cm)
+        earlier = [v for path in a.previous or [] for v in read_results(path)]
+    except (ValueError, ClinicalInputError) as e:
+        return _fail(str(e))
+    follow = a.follow_up or bool(earlier)
+    if follow and len(earlier) + n < 2:
+        return _fail("follow-up needs at least two visits (several files, or --previous with earlier results)")
+
     if err := _preflight_error((preflight.model_path, a.model)):
         return _fail(err)
-    rc, files = 0, []
-    for f in a.files:  # every missing file is named (the others still run), before the model loads
-        if err := _preflight_error((preflight.existing_file, f)):
+    rc, todo = 0, []
+    for item in per_file:  # every missing file is named (the others still run), before the model loads
+        if err := _preflight_error((preflight.existing_file, item[0])):
             rc = _fail(err)
         else:
-            files.append(f)
-    if not files:
+            todo.append(item)
+    if not todo:
         return rc
 
-    from .clinical import ClinicalInputError
     from .io import ImageError
     from .predict import PredictionError, Predictor
 
@@ -134,10 +199,12 @@ def cmd_predict(a) -> int:
         pred = Predictor.load(a.model)
     except PredictionError as e:
         return _fail(str(e))
-    for f in files:
+    visits = list(earlier)
+    for f, age, study, height in todo:
         try:
-            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=a.age_months, birth_date=a.birth_date,
-                             study_date=a.study_date, height_cm=a.height_cm)
+            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=age, birth_date=a.birth_date,
+                             study_date=study, height_cm=height, father_height_cm=a.father_height_cm,
+                             mother_height_cm=a.mother_height_cm)
         except (ImageError, PredictionError, ClinicalInputError) as e:
             msg = str(e)
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
@@ -148,11 +215,11 @@ def cmd_predict(a) -> int:
             from .dicom_out import write_results
 
             dicom_files = [str(p) for p in write_results(r, f, a.dicom_out)]
-        if a.json:
+        if a.json:  # allow_nan=False: a NaN would make the line invalid JSON (Predictor refuses them first)
             extra = {"dicom_files": dicom_files} if a.dicom_out else {}
-            print(json.dumps({"file": str(f), **r.to_dict(), **extra}), flush=True)
+            print(json.dumps({"file": str(f), **r.to_dict(), **extra}, allow_nan=False), flush=True)
         else:
-            print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} "
+            print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} months "
                   f"[{r.sex}, model {r.model_version}]")
             if r.clinical is not None:
                 print(f"  {r.clinical.summary()}")
@@ -160,6 +227,17 @@ def cmd_predict(a) -> int:
                 print(f"  warning: {w}")
             if dicom_files:
                 print(f"  DICOM: {', '.join(Path(p).name for p in dicom_files)} in {a.dicom_out}")
+        if follow:  # after the reading is shown: a visit that cannot be placed loses no bone age
+            try:
+                visits.append((_visit(f, r), r.sex))
+            except ClinicalInputError as e:
+                print(f"boneage: error: {e}", file=sys.stderr)
+                rc = EXIT_BAD_INPUT
+    if follow:
+        try:
+            _print_follow_up(follow_up([v for v, _ in visits], one_child(visits) if visits else "F"), a.json)
+        except ClinicalInputError as e:
+            return _fail(f"follow-up: {e}")
     return rc
 
 
@@ -201,17 +279,13 @@ def cmd_evaluate(a) -> int:
         print(f"MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f} months")
         print("MAE by sex: " + ", ".join(f"{k} {v:.2f}" for k, v in m["mae_by_sex"].items() if v is not None))
         print("MAE by age band: " + ", ".join(f"{k} {v:.2f} (n={m['n_by_age_band'][k]})" for k, v in m["mae_by_age_band"].items() if v is not None))
-    print(json.dumps({k: v for k, v in m.items() if k != "problems"}))
+    print(json.dumps({k: v for k, v in m.items() if k != "problems"}, allow_nan=False))
     print(f"wrote {out} and {json_path}")
     return 0
 
 
 def cmd_train(a) -> int:
     h, w = a.image_size
-    if not 0 <= a.ema < 1:
-        return _fail(f"--ema must be in [0, 1) (got {a.ema})")
-    if a.augment_strength < 0:
-        return _fail(f"--augment-strength must be ≥ 0 (got {a.augment_strength})")
     if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
                                (preflight.existing_path, a.init_from)):
         return _fail(err)
@@ -224,7 +298,7 @@ def cmd_train(a) -> int:
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
         augment_strength=a.augment_strength, ema_momentum=a.ema,
-    )
+    )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
     except (DataError, TrainError) as e:
@@ -252,9 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import STRATEGIES, TrainConfig
     from .weights import SOURCES, default_dir
 
-    p = argparse.ArgumentParser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
+    p = _Parser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
     p.add_argument("--version", action="version", version=f"boneage {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("pipeline", help="run the preprocessing pipeline and write every stage")
     s.add_argument("image")
@@ -273,10 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
-    s.add_argument("--age-months", type=float, help="chronological age in months")
+    s.add_argument("--age-months", type=float, action="append",
+                   help="chronological age in months (once for every file, or once per file)")
     s.add_argument("--birth-date", type=_date)
-    s.add_argument("--study-date", type=_date)
-    s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
+    s.add_argument("--study-date", type=_date, action="append",
+                   help="YYYY-MM-DD (once for every file, or once per file; DICOM files carry their own)")
+    s.add_argument("--height-cm", type=float, action="append",
+                   help="current height, for the Bayley–Pinneau adult height (once, or once per file)")
+    s.add_argument("--father-height-cm", type=float, help="father's height, for the mid-parental target height")
+    s.add_argument("--mother-height-cm", type=float, help="mother's height, for the mid-parental target height")
+    s.add_argument("--follow-up", action="store_true",
+                   help="the files are visits of one child, oldest first: adds the bone-age velocity")
+    s.add_argument("--previous", action="append", metavar="RESULTS",
+                   help="earlier results of the same child (JSON lines from --json), as the first visits; "
+                        "implies --follow-up")
     s.add_argument("--dicom-out", metavar="DIR", help="also write DICOM results (overlay Secondary Capture + "
                    "Encapsulated PDF report), in the source study for DICOM input")
     s.set_defaults(func=cmd_predict)
@@ -303,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("train", help="train a model on an RSNA-layout folder")
-    t = TrainConfig(data="", out="")  # the defaults live in the dataclass, not here
+    # The defaults live in the dataclass, not here (read from its fields: building one would import Keras).
+    t = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True, help="run folder (model.keras, metrics.json, history.csv, …)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default=t.backbone)
@@ -348,6 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
+    except ValueError as e:
+        from .checks import ParameterError
+
+        if not isinstance(e, ParameterError):
+            if os.environ.get("BONEAGE_DEBUG"):
+                raise
+            return _fail(f"unexpected {e.__class__.__name__}: {e} (set BONEAGE_DEBUG=1 for details)")
+        return _fail(str(e))
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("BONEAGE_DEBUG"):
             raise

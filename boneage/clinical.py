@@ -43,8 +43,9 @@ How the numbers were obtained:
   same tables are in rcpchgrowth-python's data_tables/bayley_pinneau/*.csv),
   whose header rows we re-derived from the body of predicted heights (body =
   height / percentage).  Then checked cell by cell against the scan of the
-  printed paper [BP52] (issue #12): every stored percentage was right, and
-  five column ages were corrected (see the table notes).  tests/test_clinical.py
+  printed paper [BP52]; that check was made by the project and reported in
+  issue #12 (every stored percentage right, five column ages wrong), and this
+  module applies its corrections (see the table notes).  tests/test_clinical.py
   reproduces the paper's own worked examples.
 """
 from __future__ import annotations
@@ -336,9 +337,8 @@ _BP_RAW: dict[tuple[str, str], tuple[tuple[int, int, float], ...]] = {
     ),
 }
 #: Our table keys.  User-facing text says "delayed"; [BP52] calls that table
-#: "retarded", a word we keep to citations (`BP_TABLE_PRINTED_NAMES`).
+#: "retarded", a word we keep to citations.
 BP_TABLES = ("average", "accelerated", "delayed")
-BP_TABLE_PRINTED_NAMES = {"average": "average", "accelerated": "accelerated", "delayed": "retarded"}
 
 
 def bp_table(sex: str, table: str) -> tuple[np.ndarray, np.ndarray]:
@@ -475,6 +475,14 @@ def mid_parental_height(father_height_cm: float, mother_height_cm: float, sex: s
     offset = MPH_SEX_DIFFERENCE_CM if s == "M" else -MPH_SEX_DIFFERENCE_CM
     target = (father + mother + offset) / 2.0
     return TargetHeight(target, (target - TARGET_RANGE_HALF_WIDTH_CM, target + TARGET_RANGE_HALF_WIDTH_CM))
+
+
+def check_parent_heights(father_height_cm: float | None, mother_height_cm: float | None) -> None:
+    """Raise ClinicalInputError unless both are plausible adult heights or both are absent.
+
+    For callers that want to refuse bad input before the slow part (loading a model).
+    """
+    _resolve_target(father_height_cm, mother_height_cm, "M")
 
 
 def _resolve_target(father: float | None, mother: float | None, sex: str) -> TargetHeight | None:

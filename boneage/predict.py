@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,13 @@ import cv2
 import numpy as np
 
 from .bundle import BundleMeta
-from .io import ImageError, ImageMeta, LoadedImage, load_image
+from .checks import ParameterError, check_int
+from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
+MAX_TTA = 64  # copies per image; more adds time, not accuracy (the spread settles by 8)
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
 class PredictionError(ValueError):
     """Input that cannot be predicted on (one-line message), e.g. sex missing."""
@@ -144,16 +147,17 @@ class Predictor:
         return np.asarray(months).reshape(-1), np.asarray(att)[..., 0]
 
     def read(self, image: str | Path | bytes | np.ndarray | LoadedImage, sex, *, tta: int | None = None,
-             name: str | None = None, params: PipelineParams | None = None) -> Prediction:
+             name: str | None = None, params: PipelineParams | dict | None = None) -> Prediction:
         """The reading alone: bone age, uncertainty, attention and pipeline for one radiograph and a sex.
 
         No clinical inputs, no interpretation: the bone age depends on the image and the sex only.
         """
+        n, params = self._checked(tta, params)
         pixels, meta = _pixels_and_meta(image, name)
         sx = _normalise_sex(sex)
         if sx is None:
             raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
-        return self._read(pixels, meta, sx, tta, params)
+        return self._read(pixels, meta, sx, n, params)
 
     def predict(
         self,
@@ -168,7 +172,7 @@ class Predictor:
         father_height_cm: float | None = None,
         mother_height_cm: float | None = None,
         name: str | None = None,
-        params: PipelineParams | None = None,
+        params: PipelineParams | dict | None = None,
         fill_from_tags: bool = True,
     ) -> Prediction:
         """The reading (:meth:`read`), interpreted with the clinical inputs that
@@ -176,11 +180,16 @@ class Predictor:
 
         Tags never cost the bone age: implausible ones are ignored with a warning, and typed values
         win over them (with a warning where they disagree). Raises ImageError / PredictionError /
-        ClinicalInputError (bad typed inputs) with a one-line message.
+        ClinicalInputError (bad typed inputs) / ParameterError with a one-line message.
+
+        ``image``: a path, bytes, a binary file, a :class:`LoadedImage`, or an array (checked and
+        normalised by :func:`boneage.io.load_array`, as a file would be). ``tta``: 1 to MAX_TTA
+        copies (0, -5 and 1.5 used to become 1 silently). ``params``: PipelineParams or a dict.
         """
         from .clinical import interpret
         from .clinical_inputs import ClinicalInputs, resolve
 
+        n, params = self._checked(tta, params)
         pixels, meta = _pixels_and_meta(image, name)
         typed = ClinicalInputs(sex=_normalise_sex(sex), chronological_age_months=chronological_age_months,
                                birth_date=birth_date, study_date=study_date, height_cm=height_cm,
@@ -188,20 +197,27 @@ class Predictor:
         inputs, notes = resolve(typed, meta, fill_from_tags=fill_from_tags)
         if inputs.sex is None:
             raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
-        pred = self._read(pixels, meta, inputs.sex, tta, params)
+        pred = self._read(pixels, meta, inputs.sex, n, params)
         pred.warnings.extend(notes)
         if inputs.wants_interpretation():
             pred.clinical = interpret(pred.bone_age_months, inputs.sex, **inputs.interpret_kwargs())
         return pred
 
-    def _read(self, pixels: np.ndarray, meta: ImageMeta | None, sx: Sex, tta: int | None,
-              params: PipelineParams | None) -> Prediction:
+    def _checked(self, tta, params) -> tuple[int, PipelineParams]:
+        n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+        return n, (self.params if params is None else PipelineParams.coerce(params))
+
+    def _read(self, pixels: np.ndarray, meta: ImageMeta | None, sx: Sex, n: int, params: PipelineParams) -> Prediction:
         from .augment import tta_batch
 
-        res = run_pipeline(pixels, params or self.params)
-        n = DEFAULT_TTA if tta is None else max(1, int(tta))
+        res = run_pipeline(pixels, params)
         batch = tta_batch(res.model_input, n=n)
         months, att = self._run(batch, model_input(sx))
+        if not np.isfinite(months).all():
+            raise PredictionError(
+                f"model {self.model_version} returned a non-finite bone age (NaN or infinity); its weights are broken "
+                "(e.g. trained with a non-finite learning rate): retrain it or use the shipped model"
+            )
         est = float(np.mean(months))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
@@ -223,10 +239,11 @@ class Predictor:
 def _pixels_and_meta(image, name: str | None) -> tuple[np.ndarray, ImageMeta | None]:
     if isinstance(image, LoadedImage):
         return image.pixels, image.meta
-    if isinstance(image, np.ndarray):
-        return image, None
-    loaded = load_image(image, name=name)
-    return loaded.pixels, loaded.meta
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(image, "read"):
+        loaded = load_image(image, name=name)
+        return loaded.pixels, loaded.meta
+    # arrays (and anything else) get the loader's checks: shape, dtype, NaN/inf, blank
+    return load_array(image, name=name or "array").pixels, None
 
 
-__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError"]
+__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError", "ParameterError"]

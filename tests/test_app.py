@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def assert_bone_age(at: AppTest) -> float:
     assert "Bone age" in m, (m, errors(at))
     value = float(m["Bone age"].split()[0])
     assert 0 <= value <= 228
-    assert m["In years and months"].endswith(" m") and "Uncertainty (1 SD)" in m
+    assert m["In years and months"].endswith(("months", "month")) and "Uncertainty (1 SD)" in m
     return value
 
 
@@ -396,14 +397,18 @@ def test_dataset_page_uploaded_csv_and_worst_case_inspection(app_model, tmp_path
     assert sum(" — " in c for c in caps) == len(STAGES)
 
 
-def test_dataset_page_unreadable_case_image_is_skipped(app_model, tmp_path):
+def test_dataset_page_unreadable_case_image_is_skipped(app_model, tmp_path, monkeypatch):
     (tmp_path / "7.png").write_bytes(b"not a png")
     (tmp_path / "8.png").write_bytes(SAMPLE.read_bytes())
     csv = b"id,boneage_months,male,predicted_months\n7,100,True,160\n8,120,False,130\n"
     at = page("pages/dataset.py").run()
     at.file_uploader(key="ds_upload").set_value(("two.csv", csv, "text/csv"))
     at.run()
-    at.text_input(key="ds_folder").set_value(str(tmp_path)).run()
+    at.text_input(key="ds_folder").set_value(str(tmp_path)).run()  # not a configured data folder
+    no_exception(at)
+    assert any("configured data folders" in w.value for w in at.warning) and len(at.image) == 0
+    monkeypatch.setenv("BONEAGE_DATA_ROOTS", str(tmp_path))
+    at.run()
     no_exception(at)
     assert not errors(at)
     assert any("#7" in c.value and "image unreadable" in c.value for c in at.caption)
@@ -432,6 +437,12 @@ def test_model_page_renders_card_curves_architecture(app_model):
     assert len(plotly_charts(at)) == 1  # training curves
     assert any("parameters" in c.value for c in at.caption)
     assert at.code and "Total params" in at.code[0].value
+    if (ui.model_dir() / "benchmarks.json").is_file():  # readable tables: words and units, no raw floats
+        tables = [d.value for d in at.dataframe if list(d.value.columns)[:1] in (["figure"], ["case"])]
+        figures = pd.concat([t for t in tables if list(t.columns) == ["figure", "value"]])
+        assert figures["value"].str.contains(r" ms$").any() and not figures["figure"].str.contains("_").any()
+        cells = " ".join(" ".join(map(str, t.to_numpy().ravel())) for t in tables)
+        assert "load_ms_median" not in cells and not re.search(r"\d\.\d{4,}", cells)
 
 
 def test_pages_degrade_gracefully_without_a_model(app_model, tmp_path, monkeypatch):
