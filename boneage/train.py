@@ -347,7 +347,7 @@ def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, 
     predictions, metrics; returns the metrics."""
     import pandas as pd
 
-    from .evaluate import summarise
+    from .metrics import summarise
     from .model import load_model
 
     run = bundle.Bundle(out)

@@ -26,7 +26,7 @@ import keras
 
 from boneage import bundle
 from boneage.data import build_cache, split
-from boneage.evaluate import summarise
+from boneage.metrics import summarise
 from boneage.model import build_model, compile_model, load_model
 from boneage.pipeline import PipelineParams
 from boneage.train import predict_arrays
