@@ -49,8 +49,9 @@ class ClinicalInputs:
                                            self.height_cm, self.father_height_cm, self.mother_height_cm))
 
     def interpret_kwargs(self) -> dict:
-        """Keyword arguments for :func:`boneage.clinical.interpret` (everything but the sex)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "sex"}
+        """Keyword arguments for :func:`boneage.clinical.interpret` (this class's fields but the sex;
+        a subclass's extra fields, e.g. the app's report identifiers, are not clinical inputs)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ClinicalInputs) if f.name != "sex"}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ..clinical_inputs import ClinicalInputs as CoreClinicalInputs
+from ..clinical_inputs import tag_inputs
 from ..paths import SAMPLES_DIR
 from ..vocab import SEX_CODES, Sex, format_age, from_male, male_or_none, sex_label, sex_word
 from .state import Source, digest
@@ -91,24 +93,17 @@ def image_source(key: str, *, allow_upload: bool = True) -> Source | None:
 # ------------------------------------------------------------------------------------ clinical inputs
 
 
-@dataclass
-class ClinicalInputs:
-    sex: str | None
-    chronological_age_months: float | None = None
-    birth_date: dt.date | None = None
-    study_date: dt.date | None = None
-    height_cm: float | None = None
-    father_height_cm: float | None = None
-    mother_height_cm: float | None = None
+@dataclass(frozen=True)
+class ClinicalInputs(CoreClinicalInputs):
+    """What the widgets say: :class:`boneage.clinical_inputs.ClinicalInputs` plus the report header's ids."""
+
     patient_id: str | None = None  # for the report header only (never sent to the model)
     accession_number: str | None = None
 
     @property
     def clinical_kwargs(self) -> dict:
         """The keyword arguments of ``ui.predict`` / ``Predictor.predict`` these inputs give."""
-        return dict(chronological_age_months=self.chronological_age_months, birth_date=self.birth_date,
-                    study_date=self.study_date, height_cm=self.height_cm, father_height_cm=self.father_height_cm,
-                    mother_height_cm=self.mother_height_cm)
+        return self.interpret_kwargs()
 
 
 AGE_NONE, AGE_DIRECT, AGE_DATES = "Not given", "Age (years + months)", "Birth and study dates"
@@ -128,8 +123,6 @@ def clinical_inputs(src: Source, meta) -> ClinicalInputs:
     ones are left out; the prediction's warnings say why). Widget keys carry the image's hash so a
     new image starts from its own defaults.
     """
-    from ..clinical_inputs import tag_inputs
-
     k = src.digest[:12]
     tags = tag_inputs(meta)
     sex_default = (src.sample.sex if src.sample else None) or tags.sex
