@@ -24,9 +24,7 @@ with ui.guard("Prediction"):
         st.stop()
     unusual = st.session_state.get("predict_accept_unusual", False)
     try:
-        pred = ui.predict(src, inp.sex, chronological_age_months=inp.chronological_age_months,
-                          birth_date=inp.birth_date, study_date=inp.study_date, height_cm=inp.height_cm,
-                          accept_unusual=unusual)
+        pred = ui.predict(src, inp.sex, **inp.clinical_kwargs, accept_unusual=unusual)
     except NotAcceptedError as e:
         ui.show_refusal(e)
         st.checkbox("Predict anyway (research use: the result will say it was not accepted)",
@@ -35,4 +33,4 @@ with ui.guard("Prediction"):
     except ClinicalInputError as e:
         st.error(f"Clinical inputs: {e}. The bone age is shown without the interpretation.", icon=":material/error:")
         pred = ui.predict(src, inp.sex, accept_unusual=unusual)
-    ui.show_prediction(pred, src)
+    ui.show_prediction(pred, src, patient_id=inp.patient_id, accession_number=inp.accession_number)

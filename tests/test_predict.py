@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,13 @@ def test_cli_predict_json_lines(model_dir):
     assert r.stderr.strip() == ""  # no TensorFlow noise
 
 
+def test_cli_predict_text_gives_units(model_dir):
+    r = _cli("predict", str(HIRES / "1437.png"), "--sex", "F", "--age-months", "130", "--model", str(model_dir))
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.splitlines()[0]
+    assert re.search(r"bone age [\d.]+ months \(\d+ years? \d+ months?\) ± [\d.]+ months ", first), first
+
+
 @pytest.mark.parametrize("case", ["text", "missing", "nosex"])
 def test_cli_predict_bad_input(model_dir, tmp_path, case):
     f = tmp_path / "x.png"
@@ -157,7 +165,7 @@ def test_cli_evaluate_reports_missing_images(model_dir, tmp_path):
 
 
 def test_summarise_reference_values():
-    from boneage.evaluate import summarise
+    from boneage.metrics import summarise
 
     df = pd.DataFrame({"id": list("abcd"), "boneage_months": [50, 100, 150, 200], "male": [True, False, True, False],
                        "predicted_months": [60, 90, 150, 210]})
@@ -177,6 +185,51 @@ def test_shipped_model_is_sane_on_hires_fixtures(predictor):
     err = [abs(predictor.predict(HIRES / f"{r.id}.png", sex="M" if r.male else "F").bone_age_months - r.boneage_months)
            for r in lab.itertuples()]
     assert np.mean(err) < 20.0, err
+
+
+# --------------------------------------------------------------------------- hardening (issue #14)
+
+
+@pytest.mark.parametrize("arr", [np.full((200, 160), np.nan), np.full((200, 160), np.inf), np.zeros((200, 160)),
+                                 np.zeros((1, 1)), np.zeros((0, 0)), np.zeros(300), np.empty((200, 160), object)],
+                         ids=["nan", "inf", "zeros", "1x1", "0x0", "1d", "object"])
+def test_predict_refuses_bad_arrays_like_files(predictor, arr):
+    from boneage.io import ImageError
+
+    with pytest.raises(ImageError) as e:
+        predictor.predict(arr, sex="F")  # before #14: 95.8 months for NaN/inf/zeros, IndexError for 1×1
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("tta", [0, -5, 1.5, "8", True])
+def test_predict_tta_validated(predictor, tta):
+    from boneage.checks import ParameterError
+
+    with pytest.raises(ParameterError, match=r"tta \(--tta\) must be a whole number from 1 to"):
+        predictor.predict(HIRES / "1437.png", sex="F", tta=tta)
+
+
+def test_predict_params_dict_or_refused(predictor):
+    from boneage.checks import ParameterError
+
+    r = predictor.predict(HIRES / "1437.png", sex="F", tta=1, params=predictor.params.to_dict())
+    assert 0 <= r.bone_age_months <= 228
+    with pytest.raises(ParameterError, match="params must be PipelineParams or a dict"):
+        predictor.predict(HIRES / "1437.png", sex="F", tta=1, params="clahe_clip=2")
+
+
+def test_non_finite_model_output_is_refused(predictor, monkeypatch):
+    from boneage.predict import PredictionError
+
+    real = predictor._fn
+
+    def broken(x):
+        months, *rest = real(x)  # months, attention (and the pooled features the acceptance check reads)
+        return (np.full(np.shape(months), np.nan, np.float32), *rest)
+
+    monkeypatch.setattr(predictor, "_fn", broken)
+    with pytest.raises(PredictionError, match="non-finite bone age"):
+        predictor.predict(HIRES / "1437.png", sex="F", tta=1)
 
 
 def test_overlay_is_clear_where_attention_is_low_and_carries_a_key(predictor):

@@ -49,15 +49,17 @@ def test_one_model_encoding_and_one_word():
     assert [vocab.sex_label(s) for s in vocab.SEX_CODES] == list(vocab.SEX_LABELS) == ["female", "male"]
 
 
-@pytest.mark.parametrize("months, text", [(0, "0 y 0 m"), (143.5, "11 y 11.5 m"), (120, "10 y 0 m"),
-                                          (11.96, "1 y 0 m"), (-13, "-1 y 1 m")])
+@pytest.mark.parametrize("months, text", [(0, "0 months"), (143.5, "12 years 0 months"), (120, "10 years 0 months"),
+                                          (11.96, "1 year 0 months"), (-13, "-1 year 1 month"), (12.1, "1 year 0 months"),
+                                          (0.1, "0.1 months"), (1, "1 month"), (5, "5 months"), (11.94, "11.9 months"),
+                                          (142.5, "11 years 11 months"), (25, "2 years 1 month")])
 def test_the_one_age_formatter(months, text):
     assert format_age(months) == text
 
 
 def test_every_reader_uses_the_vocabulary(tmp_path):
     """labels.csv, the predictions CSV and the clinical layer accept the same spellings."""
-    from boneage import clinical, dataset_plots
+    from boneage import clinical, metrics
     from boneage.data import read_labels
 
     spellings = ["M", "female", "True", "0", "boy", "girls"]
@@ -66,7 +68,7 @@ def test_every_reader_uses_the_vocabulary(tmp_path):
                                                                             enumerate(spellings)))
     assert list(read_labels(tmp_path)["male"]) == want
     df = pd.DataFrame({"id": range(6), "boneage_months": 100, "male": spellings, "predicted_months": 101})
-    got = dataset_plots.read_predictions(df.to_csv(index=False).encode())
+    got = metrics.read_predictions(df.to_csv(index=False).encode())
     assert list(got["male"]) == want and list(got["sex"]) == ["male", "female"] * 3
     assert [clinical.normalise_sex(s) for s in spellings] == ["M", "F", "M", "F", "M", "F"]
     with pytest.raises(clinical.ClinicalInputError, match="sex must be"):

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ..clinical_inputs import ClinicalInputs as CoreClinicalInputs
+from ..clinical_inputs import tag_inputs
 from ..paths import SAMPLES_DIR
 from ..vocab import SEX_CODES, Sex, format_age, from_male, male_or_none, sex_label, sex_word
 from .state import Source, digest
@@ -91,27 +93,41 @@ def image_source(key: str, *, allow_upload: bool = True) -> Source | None:
 # ------------------------------------------------------------------------------------ clinical inputs
 
 
-@dataclass
-class ClinicalInputs:
-    sex: str | None
-    chronological_age_months: float | None = None
-    birth_date: dt.date | None = None
-    study_date: dt.date | None = None
-    height_cm: float | None = None
+@dataclass(frozen=True)
+class ClinicalInputs(CoreClinicalInputs):
+    """What the widgets say: :class:`boneage.clinical_inputs.ClinicalInputs` plus the report header's ids."""
+
+    patient_id: str | None = None  # for the report header only (never sent to the model)
+    accession_number: str | None = None
+
+    @property
+    def clinical_kwargs(self) -> dict:
+        """The keyword arguments of ``ui.predict`` / ``Predictor.predict`` these inputs give."""
+        return self.interpret_kwargs()
 
 
 AGE_NONE, AGE_DIRECT, AGE_DATES = "Not given", "Age (years + months)", "Birth and study dates"
+DATE_MIN = dt.date(1900, 1, 1)  # the date widgets' lower limit (older dates widen it)
+
+
+def _date_bounds(*values: dt.date | None) -> tuple[dt.date, dt.date]:
+    """Widget limits wide enough for any date a user or a tag may bring (Streamlit raises outside them)."""
+    given = [v for v in values if v is not None]
+    return min([DATE_MIN, *given]), max([dt.date.today(), *given])
 
 
 def clinical_inputs(src: Source, meta) -> ClinicalInputs:
     """Sex, chronological age (or dates) and height; defaults from DICOM tags or the sample's label.
 
-    Widget keys carry the image's hash so a new image starts from its own defaults.
+    Defaults come from the tags that pass :func:`boneage.clinical_inputs.tag_inputs` (implausible
+    ones are left out; the prediction's warnings say why). Widget keys carry the image's hash so a
+    new image starts from its own defaults.
     """
     k = src.digest[:12]
-    sex_default = (src.sample.sex if src.sample else None) or getattr(meta, "sex", None)
-    birth, study = getattr(meta, "birth_date", None), getattr(meta, "study_date", None)
-    pat_age = getattr(meta, "patient_age_months", None)
+    tags = tag_inputs(meta)
+    sex_default = (src.sample.sex if src.sample else None) or tags.sex
+    birth, study = tags.birth_date, tags.study_date
+    pat_age = tags.patient_age_months
     c1, c2, c3 = st.columns([1, 2, 1])
     with c1:
         opts = SEX_CODES
@@ -134,11 +150,39 @@ def clinical_inputs(src: Source, meta) -> ClinicalInputs:
                 ca = float(years * 12 + (months or 0))
         elif mode == AGE_DATES:
             a, b = st.columns(2)
-            lo, today = dt.date(1990, 1, 1), dt.date.today()
-            bd = a.date_input("Birth date", value=birth, min_value=lo, max_value=today, key=f"birth_{k}")
-            sd = b.date_input("Study date", value=study or today, min_value=lo, max_value=today, key=f"study_{k}")
+            lo, hi = _date_bounds(birth, study, st.session_state.get(f"birth_{k}"), st.session_state.get(f"study_{k}"))
+            bd = a.date_input("Birth date", value=birth, min_value=lo, max_value=hi, key=f"birth_{k}")
+            sd = b.date_input("Study date", value=study or dt.date.today(), min_value=lo, max_value=hi,
+                              key=f"study_{k}")
     with c3:
         h = st.number_input("Height (cm, optional)", min_value=40.0, max_value=220.0, value=None, step=0.5,
                             key=f"height_{k}", help="For the Bayley–Pinneau adult height prediction.")
+    father, mother, pid, acc = parents_and_ids(k, meta)
     return ClinicalInputs(sex=sex, chronological_age_months=ca, birth_date=bd or None, study_date=sd or None,
-                          height_cm=h)
+                          height_cm=h, father_height_cm=father, mother_height_cm=mother, patient_id=pid,
+                          accession_number=acc)
+
+
+#: Parents' heights are accepted by the widget over a wide range and checked by
+#: boneage.clinical, so nonsense (a mother of 300 cm) gets its one-line reason
+#: instead of a silently clamped number.
+PARENT_INPUT_MAX_CM = 400.0
+
+
+def parents_and_ids(k: str, meta) -> tuple[float | None, float | None, str | None, str | None]:
+    """Parents' heights (mid-parental target height) and the report's patient ID / accession number.
+
+    The IDs are pre-filled from the DICOM tags and only label the PDF.
+    """
+    with st.expander("Parents' heights (target height) and report labels", expanded=False):
+        p1, p2, p3, p4 = st.columns(4)
+        father = p1.number_input("Father's height (cm)", min_value=0.0, max_value=PARENT_INPUT_MAX_CM, value=None,
+                                 step=0.5, key=f"father_{k}",
+                                 help="With the mother's height: the mid-parental target height (Tanner).")
+        mother = p2.number_input("Mother's height (cm)", min_value=0.0, max_value=PARENT_INPUT_MAX_CM, value=None,
+                                 step=0.5, key=f"mother_{k}")
+        pid = p3.text_input("Patient ID", value=getattr(meta, "patient_id", None) or "", key=f"pid_{k}",
+                            help="Printed on the PDF report; pre-filled from the DICOM.")
+        acc = p4.text_input("Accession number", value=getattr(meta, "accession_number", None) or "",
+                            key=f"acc_{k}", help="Printed on the PDF report; pre-filled from the DICOM.")
+    return father, mother, pid.strip() or None, acc.strip() or None

@@ -62,9 +62,9 @@ class LiveResult:
         with self._cond:
             self._result = None
 
-    def publish(self, pred, src: Source) -> None:
+    def publish(self, pred, src: Source, patient_id: str | None = None, accession_number: str | None = None) -> None:
         with self._cond:
-            self._result = (pred, src)
+            self._result = (pred, src, patient_id, accession_number)
             self._cond.notify_all()
 
     def current(self, timeout: float = 60.0) -> tuple:
@@ -82,33 +82,87 @@ def live_result() -> LiveResult:
 
 
 def _download_json(live: LiveResult) -> str:
-    pred, src = live.current()
+    pred, src, _, _ = live.current()
     return json.dumps(prediction_record(pred, src.name), indent=2, default=str)
 
 
 def _download_csv(live: LiveResult) -> str:
-    pred, src = live.current()
+    pred, src, _, _ = live.current()
     return prediction_csv(prediction_record(pred, src.name))
 
 
 def _download_pdf(live: LiveResult) -> bytes:
-    pred, src = live.current()
-    key = f"{src.digest}:{json.dumps(prediction_record(pred, src.name), sort_keys=True, default=str)}"
-    return _pdf(key, pred, src.name)
+    pred, src, patient_id, accession_number = live.current()
+    key = f"{src.digest}:{patient_id}:{accession_number}:" \
+          f"{json.dumps(prediction_record(pred, src.name), sort_keys=True, default=str)}"
+    return _pdf(key, pred, src.name, patient_id, accession_number)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _pdf(key: str, _pred, name: str) -> bytes:
+def _pdf(key: str, _pred, name: str, patient_id: str | None = None, accession_number: str | None = None,
+         _follow_up=None) -> bytes:
     from ..report import make_pdf_report
 
     return make_pdf_report(image_rgb=_pred.overlay_rgb(), bone_age_months=_pred.bone_age_months,
                            uncertainty_months=_pred.uncertainty_months, sex=_pred.sex,
                            model_version=_pred.model_version, interpretation=_pred.clinical,
                            warnings=[plain_warning(w) for w in _pred.warnings], patient_label=name,
+                           patient_id=patient_id, accession_number=accession_number, follow_up=_follow_up,
                            interval_90_months=_pred.interval_90_months)
 
 
-def show_prediction(pred, src: Source) -> None:
+def follow_up_pdf(key: str, pred, name: str, follow_up) -> bytes:
+    """The latest visit's report with every visit on its chart and the bone-age velocity."""
+    meta = pred.image_meta
+    return _pdf(key, pred, name, getattr(meta, "patient_id", None), getattr(meta, "accession_number", None),
+                _follow_up=follow_up)
+
+
+def show_interpretation(c) -> None:
+    """The clinical numbers; where one is missing, its reason in place of the number."""
+    st.markdown("**Clinical interpretation**")
+    st.info(c.summary(), icon=":material/stethoscope:")
+    m = st.columns(3)
+    m[0].metric("Status", c.status_range or c.status,
+                help="Beyond ±2 SD of the Greulich–Pyle reference: delayed / advanced"
+                     + ("; over the bone age's 90 % interval." if c.status_range else "."))
+    if c.z_range is not None:
+        m[1].metric("Z-score", f"{c.z_range[0]:+.1f} to {c.z_range[1]:+.1f}",
+                    help=f"Z at the estimate {c.z_text}; the range is over the bone age's 90 % interval.")
+    elif c.z_text is not None:
+        m[1].metric("Z-score", c.z_text, help=None if c.z_score is not None else "A lower bound: " + c.status_reason)
+    else:
+        m[1].metric("Z-score", "not given", help=c.status_reason)
+    if c.predicted_adult_height_cm is not None and c.predicted_adult_height_range_cm is not None:
+        lo, hi = c.predicted_adult_height_range_cm
+        m[2].metric("Predicted adult height", f"{lo:.0f}–{hi:.0f} cm",
+                    help=f"Over the bone age's 90 % interval; {c.predicted_adult_height_cm:.1f} cm at the estimate."
+                         + (f" {c.adult_height_note}" if c.adult_height_note else ""))
+    elif c.predicted_adult_height_cm is not None:
+        m[2].metric("Predicted adult height", f"{c.predicted_adult_height_cm:.1f} cm", help=c.adult_height_note)
+    else:
+        m[2].metric("Predicted adult height", "not given", help=c.adult_height_note)
+    if c.uncertainty_note:
+        st.warning(c.uncertainty_note, icon=":material/error_med:")
+    if c.z_score is None:
+        st.caption(f"Z-score: {c.status_reason}.")
+    if c.percentile_text is not None:
+        st.caption(f"Percentile {c.percentile_text}.")
+    if c.adult_height_note and c.height_cm is not None:
+        st.caption(f"Adult height: {c.adult_height_note}.")
+    elif c.height_cm is None:
+        st.caption("Adult height: give the current height for the Bayley–Pinneau prediction.")
+    if c.target_height_cm is not None:
+        lo, hi = c.target_height_range_cm
+        t = st.columns(2)
+        t[0].metric("Target height (mid-parental)", f"{c.target_height_cm:.1f} cm",
+                    help="Tanner: (father + mother ± 13 cm) / 2; range ± 8.5 cm.")
+        t[1].metric("Target range", f"{lo:.1f}–{hi:.1f} cm")
+        if c.target_comparison:
+            st.caption(c.target_comparison + ".")
+
+
+def show_prediction(pred, src: Source, *, patient_id: str | None = None, accession_number: str | None = None) -> None:
     """Numbers, warnings, heatmap, clinical interpretation, growth chart and downloads."""
     from ..charts import growth_chart
 
@@ -124,6 +178,7 @@ def show_prediction(pred, src: Source) -> None:
     else:
         cols[2].metric("Uncertainty (1 SD)", f"± {pred.uncertainty_months:.1f} months",
                        help="Validation residual SD combined with the spread over test-time augmentation.")
+
     if src.sample is not None:
         diff = pred.bone_age_months - src.sample.boneage_months
         cols[3].metric("Reader's bone age", f"{src.sample.boneage_months:.0f} months", f"{diff:+.1f} months (model − reader)",
@@ -148,24 +203,10 @@ def show_prediction(pred, src: Source) -> None:
             st.image(downscale(pred.overlay_rgb()), width="stretch",
                      caption="Aligned radiograph with the model's attention (brightest = most; clear where it is "
                              "under half its peak; key on the right) and the ROI boxes")
+
     with right:
         if pred.clinical is not None:
-            st.markdown("**Clinical interpretation**")
-            st.info(pred.clinical.summary(), icon=":material/stethoscope:")
-            c = pred.clinical
-            m = st.columns(3)
-            m[0].metric("Status", c.status_range or c.status)
-            m[1].metric("Z-score", "—" if c.z_score is None else (
-                f"{c.z_range[0]:+.1f} to {c.z_range[1]:+.1f}" if c.z_range is not None else f"{c.z_score:+.2f}"),
-                help=None if c.z_score is None else f"Z at the estimate {c.z_score:+.2f}; the range is over the "
-                                                    "bone age's 90 % interval.")
-            m[2].metric("Predicted adult height", "—" if c.predicted_adult_height_cm is None else (
-                f"{c.predicted_adult_height_range_cm[0]:.0f}–{c.predicted_adult_height_range_cm[1]:.0f} cm"
-                if c.predicted_adult_height_range_cm is not None else f"{c.predicted_adult_height_cm:.1f} cm"))
-            if c.uncertainty_note:
-                st.warning(c.uncertainty_note, icon=":material/error_med:")
-            if c.status == "indeterminate":
-                st.caption(f"Why indeterminate: {c.status_reason}.")
+            show_interpretation(pred.clinical)
         else:
             st.caption("Give the chronological age above for the clinical interpretation (Greulich–Pyle status, "
                        "Z-score, adult height).")
@@ -174,7 +215,7 @@ def show_prediction(pred, src: Source) -> None:
                         width="stretch")
 
     live = live_result()
-    live.publish(pred, src)
+    live.publish(pred, src, patient_id, accession_number)
     d1, d2, d3 = st.columns(3)
     stem = Path(src.name).stem or "boneage"
     d1.download_button("Download JSON", lambda: _download_json(live), f"{stem}_boneage.json",
