@@ -19,7 +19,7 @@ RSNA thumbnails; see ``scripts/calibrate_acceptance.py``), so the rules are not 
 negatives. Single scores overlap: real thumbnails are heterogeneous (a failed mask, a film edge),
 and a skull or spine rendering is unremarkable on any one of them. So a last rule combines them:
 each score's tail probability under the real radiographs' distribution as surprise (−log p),
-the three largest summed, with its own threshold from the real radiographs. The first rule an image fails gives
+the four largest summed, with its own threshold from the real radiographs. The first rule an image fails gives
 the reason, in the order above (the cheapest and plainest reason first). Thresholds, feature statistics and measured rates live in the model
 bundle folder (``acceptance.json`` + ``acceptance_features.npz``); measured rates are in
 README.md and the model card.
@@ -257,7 +257,7 @@ class AcceptanceCheck:
         (folder / ACCEPTANCE_FILE).write_text(json.dumps(d, indent=2) + "\n")
 
 
-TOP_SURPRISES = 3  # atypicality sums this many of the largest surprises
+TOP_SURPRISES = 4  # atypicality sums this many of the largest surprises
 TAIL_FLOOR = 1e-3  # tail probabilities are floored here: a grid of real values cannot resolve rarer ones
 
 

@@ -52,9 +52,11 @@ MODEL_SCORES = ("feature_distance", "feature_residual", "tta_sd_months")
 # (image/pipeline quantile on the training thumbnails, model quantile on the validation calibration half),
 # tried in order until TARGET_CAL of the calibration half is accepted.
 # Single scores refuse only beyond every real radiograph seen (q = 1); the combined atypicality
-# carries the discrimination, its quantile stepped up from 0.99.
-LADDER = tuple((1.0, 1.0, q) for q in (0.99, 0.993, 0.995, 0.997, 0.999, 1.0))
-TARGET_CAL = 0.998
+# carries the discrimination, its quantile stepped up from 0.98. (Measured while choosing: summing
+# the 4 largest surprises refused more of the *dev* negatives than 2 or 3 at equal acceptance.)
+LADDER = tuple((1.0, 1.0, q) for q in (0.98, 0.985, 0.99, 0.995, 0.999, 1.0))
+TARGET_CAL = 0.99  # the issue's target for real hand radiographs, required on the calibration half
+COMPONENTS = 64
 
 
 def second_half(image_id: str) -> bool:
@@ -136,6 +138,9 @@ def gather(out: Path, groups: tuple[str, ...]) -> None:
                     n_before = len(rows["id"]) - 1
                     for k, v in ex.scores.items():
                         scores.setdefault(k, [np.nan] * n_before).append(float(v))
+                    for k in scores:  # a score this image lacks (no outline: no shape scores) is NaN
+                        if len(scores[k]) == n_before:
+                            scores[k].append(np.nan)
             np.savez_compressed(f, **{k: np.asarray(v) for k, v in rows.items()},
                                 **{f"score_{k}": np.asarray(v, np.float64) for k, v in scores.items()})
             done += len(sub)
@@ -144,11 +149,30 @@ def gather(out: Path, groups: tuple[str, ...]) -> None:
         print(f"{group}: finished {len(items)} in {time.time() - t0:.0f} s", flush=True)
 
 
+def _aligned(d: dict) -> dict:
+    """Parts written before scores missing from an image were stored as NaN hold the shape scores
+    of hand-found images only (after NaN padding up to the first one): put them back in place."""
+    n = len(d["id"])
+    found = d.get("score_hand_found")
+    for k in [k for k in d if k.startswith("score_")]:
+        v = d[k]
+        if len(v) == n or found is None:
+            continue
+        j = int(np.argmax(found > 0.5)) if (found > 0.5).any() else n
+        rows = np.flatnonzero(found > 0.5)
+        full = np.full(n, np.nan)
+        tail = v[j:]
+        assert len(tail) == len(rows), (k, len(v), n, j, len(rows))
+        full[rows] = tail
+        d[k] = full
+    return d
+
+
 def load_group(out: Path, group: str) -> dict[str, np.ndarray] | None:
     parts = sorted(out.glob(f"{group}-*.npz"))
     if not parts:
         return None
-    loaded = [dict(np.load(p, allow_pickle=False)) for p in parts]
+    loaded = [_aligned(dict(np.load(p, allow_pickle=False))) for p in parts]
     keys = set().union(*loaded)
     return {k: np.concatenate([d[k] for d in loaded if k in d]) for k in sorted(keys)}
 
@@ -172,13 +196,13 @@ def _scores(d: dict, names) -> dict[str, np.ndarray]:
     return {k: d[f"score_{k}"] for k in names if f"score_{k}" in d}
 
 
-def fit(out: Path, bundle: Path) -> dict:
+def fit(out: Path, bundle: Path, components: int = 64) -> dict:
     groups = {g: load_group(out, g) for g in GROUPS}
     for g in ("val", "train", "neg"):
         if groups[g] is None:
             raise SystemExit(f"no gathered data for {g!r} in {out}; run `gather` first")
     train, val = groups["train"], groups["val"]
-    space = FeatureSpace.fit(train["pooled"].astype(np.float32)[train["unreadable"] == ""])
+    space = FeatureSpace.fit(train["pooled"].astype(np.float32)[train["unreadable"] == ""], k=components)
 
     def add_model_scores(d):
         dist, resid = space.scores(d["pooled"].astype(np.float32))
@@ -196,10 +220,13 @@ def fit(out: Path, bundle: Path) -> dict:
     val_cal = np.array([not second_half(i) for i in val["id"]])
 
     def reference(name: str, sel: np.ndarray) -> np.ndarray:
-        """Real radiographs' values of one score: training thumbnails for image/pipeline scores
-        (they do not depend on the model having seen the image), validation ids ``sel`` for model
-        scores."""
-        v = val[f"score_{name}"][sel] if RULES[name][0] == "model" else train[f"score_{name}"]
+        """Real radiographs' values of one score: the training thumbnails and the validation
+        calibration half for image/pipeline scores (they do not depend on the model having seen
+        the image), validation ids ``sel`` for model scores."""
+        if RULES[name][0] == "model":
+            v = val[f"score_{name}"][sel]
+        else:
+            v = np.concatenate([train[f"score_{name}"], val[f"score_{name}"][val_cal]])
         return v[np.isfinite(v)]
 
     def score_dict(d, i):
@@ -224,11 +251,7 @@ def fit(out: Path, bundle: Path) -> dict:
             if name == "atypicality":
                 thresholds[name] = {"high": float(np.quantile(oof_atyp, q_atyp))}
                 continue
-            src, q = (val, q_model) if level == "model" else (train, q_img)
-            v = src[f"score_{name}"]
-            if level == "model":
-                v = v[val_cal]
-            v = v[np.isfinite(v)]
+            v, q = reference(name, val_cal), (q_model if level == "model" else q_img)
             if name == "colourfulness":
                 # Every real radiograph here is gray (0), so no quantile can place this threshold: 20 is
                 # between Hasler & Süsstrunk's "slightly colourful" (15) and "moderately colourful" (33),
@@ -290,17 +313,21 @@ def fit(out: Path, bundle: Path) -> dict:
     for g, key in (("hires", "rsna_fullsize"), ("raw", "raw_films")):
         if groups[g] is not None:
             report["positives"][key] = rates(groups[g])
-    all_thumbs = {k: np.concatenate([train[k], val[k]]) for k in train if k in val}
+    all_thumbs = {k: np.concatenate([train[k], val[k]]) for k in train if k in val and k != "tta"}
     report["positives"]["rsna_thumbnails_all"] = rates(all_thumbs)
     neg = groups["neg"]
     idx_in_kind = np.array([int(n.split("-")[1]) for n in neg["id"]])
     for kind in dict.fromkeys(neg["kind"]):
         sel = neg["kind"] == kind
-        report["negatives"][kind] = {"held_out": rates(neg, sel & (idx_in_kind % 2 == 1)), "all": rates(neg, sel)}
+        report["negatives"][kind] = {"held_out": rates(neg, sel & (idx_in_kind % 2 == 1)),
+                                     "dev": rates(neg, sel & (idx_in_kind % 2 == 0)), "all": rates(neg, sel)}
     held = [r["held_out"] for r in report["negatives"].values()]
     n_h = sum(r["n"] - r["unreadable"] for r in held)
     refused_h = sum(r["n"] - r["unreadable"] - r["accepted"] for r in held)
     report["negatives_held_out_refused_rate"] = round(refused_h / n_h, 4)
+    dev = [r["dev"] for r in report["negatives"].values()]
+    n_d = sum(r["n"] - r["unreadable"] for r in dev)
+    report["negatives_dev_refused_rate"] = round(sum(r["n"] - r["unreadable"] - r["accepted"] for r in dev) / n_d, 4)
     # Unreadable files are refused too (by the loader); counted apart so the check is not flattered.
     check.info = {
         "version": 1,
@@ -327,7 +354,8 @@ def print_tables(report: dict) -> None:
         top = max(a["first_failed_rule"], key=a["first_failed_rule"].get) if a["first_failed_rule"] else "—"
         ref = lambda x: 100 * (1 - x["accepted_rate"]) if x["accepted_rate"] is not None else float("nan")  # noqa: E731
         print(f"| {k} | {h['n']} | {ref(h):.0f} % | {ref(a):.0f} % | {top} |")
-    print(f"\nheld-out negatives refused overall: {100 * report['negatives_held_out_refused_rate']:.1f} %")
+    print(f"\nheld-out negatives refused overall: {100 * report['negatives_held_out_refused_rate']:.1f} %"
+          f" (dev half: {100 * report['negatives_dev_refused_rate']:.1f} %)")
 
 
 def main(argv=None) -> int:
@@ -342,13 +370,14 @@ def main(argv=None) -> int:
     f = sub.add_parser("fit")
     f.add_argument("--out", default=".cache/acceptance")
     f.add_argument("--bundle", default="models")
+    f.add_argument("--components", type=int, default=COMPONENTS, help="principal axes of the feature space")
     a = ap.parse_args(argv)
     if a.cmd == "gather":
         gather(Path(a.out), tuple(a.groups.split(",")))
     elif a.cmd == "export-val":
         export_val(Path(a.out), Path(a.csv))
     else:
-        report = fit(Path(a.out), Path(a.bundle))
+        report = fit(Path(a.out), Path(a.bundle), a.components)
         print_tables(report)
         print(json.dumps(report["negatives_held_out_refused_rate"]))
     return 0
