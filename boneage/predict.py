@@ -105,6 +105,51 @@ def _normalise_sex(sex) -> Sex | None:
         raise PredictionError(f"sex must be M or F, got {sex!r}") from None
 
 
+def _read_meta(meta_file: Path) -> dict:
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PredictionError(f"{meta_file}: cannot read it ({exc.__class__.__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise PredictionError(f"{meta_file}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(meta, dict):
+        raise PredictionError(f"{meta_file}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def _check_bundle(model, meta: dict, path: Path) -> tuple[PipelineParams, float]:
+    """The bundle's pipeline settings and residual SD, checked against the network itself.
+
+    A ``meta.json`` that does not belong to the model used to surface as a multi-line TensorFlow
+    trace at the first prediction (input shape mismatch); now it is one line at load time.
+    """
+    meta_file = path.parent / META_FILE
+    try:
+        params = PipelineParams.from_dict(meta.get("pipeline"))
+    except ParameterError as exc:
+        raise PredictionError(f"{meta_file}: pipeline settings are invalid ({exc})") from None
+    try:
+        from .checks import check_float
+
+        residual_sd = check_float(meta.get("val_residual_sd_months", 0.0), "val_residual_sd_months", lo=0.0, hi=240.0)
+    except ParameterError as exc:
+        raise PredictionError(f"{meta_file}: {exc}") from None
+    shapes = {}
+    for t in getattr(model, "inputs", None) or []:
+        name = str(getattr(t, "name", "")).split(":")[0]
+        shapes[name] = tuple(getattr(t, "shape", ()) or ())
+    image_shape = shapes.get("image")
+    if image_shape and len(image_shape) >= 3 and None not in image_shape[1:3]:
+        want = (int(image_shape[1]), int(image_shape[2]))
+        got = (params.model_height, params.model_width)
+        if want != got:
+            raise PredictionError(
+                f"{meta_file} does not match {path.name}: the network takes {want[0]}×{want[1]} images but the "
+                f"bundle's pipeline makes {got[0]}×{got[1]}; use the meta.json saved with this model"
+            )
+    return params, residual_sd
+
+
 class Predictor:
     """A loaded model bundle (``model.keras`` + ``meta.json``), ready to predict."""
 
@@ -114,9 +159,8 @@ class Predictor:
         self.model = model
         self.meta = meta
         self.path = path
-        self.params = PipelineParams.from_dict(meta.get("pipeline"))
-        self.model_version = meta.get("model_version", path.stem)
-        self.residual_sd = float(meta.get("val_residual_sd_months", 0.0))
+        self.params, self.residual_sd = _check_bundle(model, meta, path)
+        self.model_version = str(meta.get("model_version", path.stem))
         self._net = with_attention_output(model)
         self._fn = self._compile(self._net)
         self._lock = threading.Lock()
@@ -144,8 +188,13 @@ class Predictor:
         meta_file = model_file.parent / META_FILE
         if not model_file.is_file():
             raise PredictionError(f"no model at {model_file}; train one with `boneage train` or pass --model")
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        return cls(load_model(model_file), meta, model_file)
+        meta = _read_meta(meta_file) if meta_file.is_file() else {}
+        try:
+            model = load_model(model_file)
+        except Exception as exc:  # noqa: BLE001 - Keras/TF raise anything from ValueError to their own types
+            first = " ".join(str(exc).split())[:160] or exc.__class__.__name__
+            raise PredictionError(f"{model_file}: cannot load the model ({first})") from None
+        return cls(model, meta, model_file)
 
     def _run(self, images: np.ndarray, male: float) -> tuple[np.ndarray, np.ndarray]:
         x = {"image": images.astype(np.float32), "male": np.full((len(images), 1), male, np.float32)}
