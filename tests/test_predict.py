@@ -163,7 +163,7 @@ def test_cli_evaluate_reports_missing_images(model_dir, tmp_path):
 
 
 def test_summarise_reference_values():
-    from boneage.evaluate import summarise
+    from boneage.metrics import summarise
 
     df = pd.DataFrame({"id": list("abcd"), "boneage_months": [50, 100, 150, 200], "male": [True, False, True, False],
                        "predicted_months": [60, 90, 150, 210]})
@@ -243,13 +243,15 @@ def test_mismatched_or_broken_bundle_is_one_line(model_dir, tmp_path):
         Predictor.load(tmp_path)
     assert "\n" not in str(e.value)
     (tmp_path / "meta.json").write_text("{bad")
-    with pytest.raises(PredictionError, match="not valid JSON"):
+    with pytest.raises(PredictionError, match="not readable JSON"):
         Predictor.load(tmp_path)
     meta["pipeline"]["model_height"] = 160
     meta["val_residual_sd_months"] = float("nan")
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(PredictionError, match="val_residual_sd_months"):
         Predictor.load(tmp_path)
+    meta["val_residual_sd_months"] = 10.0
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
     (tmp_path / "model.keras").write_bytes(b"junk")
     with pytest.raises(PredictionError, match="cannot load the model"):
         Predictor.load(tmp_path)
