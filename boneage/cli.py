@@ -8,6 +8,7 @@ pandas, so a mistyped path is answered at once instead of after TensorFlow's ≈
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -24,6 +25,15 @@ EXIT_BAD_INPUT = 2
 def _fail(msg: str) -> int:
     print(f"boneage: error: {msg}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line mistakes: ``boneage predict: error: … (see boneage predict --help)``
+    instead of a 6–12-line usage block before the message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = " ".join(str(message).split())
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {msg} (see {self.prog} --help)\n")
 
 
 def _preflight_error(*checks) -> str | None:
@@ -72,19 +82,27 @@ def _size(s: str) -> tuple[int, int]:
 
 
 def cmd_pipeline(a) -> int:
-    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out)):
+    from .bundle import BundleError, read_meta
+    from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
+
+    try:  # the model's own settings (what it was trained with), then the options given
+        base = read_meta(a.model).pipeline
+    except BundleError as e:
+        return _fail(str(e))
+    given = dict(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold, denoise=a.denoise)
+    # parameters first: a ParameterError is one line from main()
+    params = PipelineParams.from_dict(base.to_dict() | {k: v for k, v in given.items() if v is not None})
+    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out),
+                               (preflight.model_path, a.model)):
         return _fail(err)
     import cv2
 
     from .io import ImageError, load_image, to_uint8
-    from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
 
     try:
         img = load_image(a.image)
     except ImageError as e:
         return _fail(str(e))
-    params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
-                            denoise=a.denoise)
     res = run_pipeline(img.pixels, params)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +150,7 @@ def _visit(f, r):
 
 def _print_follow_up(fu, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"follow_up": fu.to_dict()}), flush=True)
+        print(json.dumps({"follow_up": fu.to_dict()}, allow_nan=False), flush=True)
         return
     print(f"follow-up ({'boy' if fu.sex == 'M' else 'girl'}): {fu.summary()}")
     for i in fu.intervals:
@@ -142,6 +160,12 @@ def _print_follow_up(fu, as_json: bool) -> None:
 
 
 def cmd_predict(a) -> int:
+    from .checks import check_int
+    from .predict import MAX_TTA
+
+    if a.tta is not None:  # parameters first: a ParameterError is one line from main()
+        check_int(a.tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+
     from .clinical import ClinicalInputError, check_parent_heights
     from .followup import follow_up, one_child, read_results
 
@@ -191,9 +215,9 @@ def cmd_predict(a) -> int:
             from .dicom_out import write_results
 
             dicom_files = [str(p) for p in write_results(r, f, a.dicom_out)]
-        if a.json:
+        if a.json:  # allow_nan=False: a NaN would make the line invalid JSON (Predictor refuses them first)
             extra = {"dicom_files": dicom_files} if a.dicom_out else {}
-            print(json.dumps({"file": str(f), **r.to_dict(), **extra}), flush=True)
+            print(json.dumps({"file": str(f), **r.to_dict(), **extra}, allow_nan=False), flush=True)
         else:
             print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} months "
                   f"[{r.sex}, model {r.model_version}]")
@@ -255,22 +279,18 @@ def cmd_evaluate(a) -> int:
         print(f"MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f} months")
         print("MAE by sex: " + ", ".join(f"{k} {v:.2f}" for k, v in m["mae_by_sex"].items() if v is not None))
         print("MAE by age band: " + ", ".join(f"{k} {v:.2f} (n={m['n_by_age_band'][k]})" for k, v in m["mae_by_age_band"].items() if v is not None))
-    print(json.dumps({k: v for k, v in m.items() if k != "problems"}))
+    print(json.dumps({k: v for k, v in m.items() if k != "problems"}, allow_nan=False))
     print(f"wrote {out} and {json_path}")
     return 0
 
 
 def cmd_train(a) -> int:
     h, w = a.image_size
-    if not 0 <= a.ema < 1:
-        return _fail(f"--ema must be in [0, 1) (got {a.ema})")
-    if a.augment_strength < 0:
-        return _fail(f"--augment-strength must be ≥ 0 (got {a.augment_strength})")
     if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
                                (preflight.existing_path, a.init_from)):
         return _fail(err)
     from .data import DataError
-    from .train import TrainConfig, train
+    from .train import TrainConfig, TrainError, train
 
     cfg = TrainConfig(
         data=a.data, out=a.out, backbone=a.backbone, image_height=h, image_width=w, epochs=a.epochs,
@@ -278,10 +298,10 @@ def cmd_train(a) -> int:
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
         augment_strength=a.augment_strength, ema_momentum=a.ema,
-    )
+    )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
-    except DataError as e:
+    except (DataError, TrainError) as e:
         return _fail(str(e))
     return 0
 
@@ -302,20 +322,23 @@ def cmd_fetch_weights(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .pipeline import DENOISE_METHODS, THRESHOLD_METHODS
+    from .pipeline import DENOISE_METHODS, THRESHOLD_METHODS, PipelineParams
+    from .train import STRATEGIES, TrainConfig
     from .weights import SOURCES, default_dir
 
-    p = argparse.ArgumentParser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
+    p = _Parser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
     p.add_argument("--version", action="version", version=f"boneage {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("pipeline", help="run the preprocessing pipeline and write every stage")
     s.add_argument("image")
     s.add_argument("--out", required=True, help="folder for NN_<stage>.png and stages.json")
-    s.add_argument("--clahe-clip", type=float, default=1.0)
-    s.add_argument("--clahe-tiles", type=int, default=3)
-    s.add_argument("--threshold", choices=THRESHOLD_METHODS, default="mean")
-    s.add_argument("--denoise", choices=DENOISE_METHODS, default="median")
+    s.add_argument("--model", help="take the pipeline settings from this model (default: the model in use)")
+    pp = PipelineParams()
+    s.add_argument("--clahe-clip", type=float, help=f"default: the model's ({pp.clahe_clip:g} in the study)")
+    s.add_argument("--clahe-tiles", type=int, help=f"default: the model's ({pp.clahe_tiles} in the study)")
+    s.add_argument("--threshold", choices=THRESHOLD_METHODS, help=f"default: the model's ({pp.threshold} in the study)")
+    s.add_argument("--denoise", choices=DENOISE_METHODS, help=f"default: the model's ({pp.denoise} in the study)")
     s.set_defaults(func=cmd_pipeline)
 
     s = sub.add_parser("predict", help="bone age for one or more radiographs")
@@ -364,25 +387,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("train", help="train a model on an RSNA-layout folder")
+    # The defaults live in the dataclass, not here (read from its fields: building one would import Keras).
+    t = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True, help="run folder (model.keras, metrics.json, history.csv, …)")
-    s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default="efficientnet_lite0")
-    s.add_argument("--image-size", type=_size, default=(160, 128), help="HEIGHTxWIDTH of the model input (default 160x128)")
-    s.add_argument("--epochs", type=int, default=14)
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--trainable-fraction", type=float, default=0.6, help="share of backbone layers trained (from the top)")
+    s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default=t.backbone)
+    s.add_argument("--image-size", type=_size, default=(t.image_height, t.image_width),
+                   help=f"HEIGHTxWIDTH of the model input (default {t.image_height}x{t.image_width})")
+    s.add_argument("--epochs", type=int, default=t.epochs)
+    s.add_argument("--batch-size", type=int, default=t.batch_size)
+    s.add_argument("--lr", type=float, default=t.learning_rate)
+    s.add_argument("--trainable-fraction", type=float, default=t.trainable_fraction,
+                   help="share of backbone layers trained (from the top)")
     s.add_argument("--no-pretrained", action="store_true", help="random initialisation instead of ImageNet")
-    s.add_argument("--val-fraction", type=float, default=0.15)
-    s.add_argument("--patience", type=int, default=5)
-    s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
+    s.add_argument("--val-fraction", type=float, default=t.val_fraction)
+    s.add_argument("--patience", type=int, default=t.patience)
+    s.add_argument("--seed", type=int, default=t.seed)
+    s.add_argument("--strategy", choices=STRATEGIES, default=t.strategy)
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     s.add_argument("--init-from", help="start from a trained model (run folder, .keras or .weights.h5): fine-tuning")
-    s.add_argument("--warmup-epochs", type=float, default=0.5, help="linear LR warm-up, in epochs")
-    s.add_argument("--augment-strength", type=float, default=1.0,
+    s.add_argument("--warmup-epochs", type=float, default=t.warmup_epochs, help="linear LR warm-up, in epochs")
+    s.add_argument("--augment-strength", type=float, default=t.augment_strength,
                    help="scale of every augmentation range (1 = default; 0.5 for a closer-fitting fine-tuning phase)")
-    s.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+    s.add_argument("--ema", type=float, default=t.ema_momentum, metavar="MOMENTUM",
                    help="keep a moving average of the weights (e.g. 0.995) and validate/ship it (default 0 = off)")
     s.add_argument("--limit", type=int, help="use only the first N labelled images (smoke tests)")
     s.add_argument("--workers", type=int, help="preprocessing processes")
@@ -406,6 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
+    except ValueError as e:
+        from .checks import ParameterError
+
+        if not isinstance(e, ParameterError):
+            if os.environ.get("BONEAGE_DEBUG"):
+                raise
+            return _fail(f"unexpected {e.__class__.__name__}: {e} (set BONEAGE_DEBUG=1 for details)")
+        return _fail(str(e))
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("BONEAGE_DEBUG"):
             raise
