@@ -84,12 +84,28 @@ def cmd_predict(a) -> int:
     from .io import ImageError
     from .predict import PredictionError, Predictor
 
+    from .batch import BatchError, expand_inputs, score
+
+    files = expand_inputs(a.files)
+    if not files:
+        return _fail(f"no image files found in {' '.join(a.files)}")
     try:
         pred = Predictor.load(a.model)
     except PredictionError as e:
         return _fail(str(e))
+    if a.out:
+        clinical = dict(chronological_age_months=a.age_months, birth_date=a.birth_date, study_date=a.study_date,
+                        height_cm=a.height_cm)
+        try:
+            s = score(pred, files, a.out, sex=a.sex, tta=a.tta, workers=a.workers, dicom_out=a.dicom_out,
+                      clinical={k: v for k, v in clinical.items() if v is not None}, progress=not a.quiet)
+        except BatchError as e:
+            return _fail(str(e))
+        print(f"{s.predicted} predicted, {s.failed} failed, {s.skipped} already in {a.out} (of {s.total}); "
+              f"{s.images_per_s:.1f} images/s")
+        return EXIT_BAD_INPUT if s.failed else 0
     rc = 0
-    for f in a.files:
+    for f in files:
         try:
             r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=a.age_months, birth_date=a.birth_date,
                              study_date=a.study_date, height_cm=a.height_cm)
@@ -214,8 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_pipeline)
 
     s = sub.add_parser("predict", help="bone age for one or more radiographs")
-    s.add_argument("files", nargs="+")
+    s.add_argument("files", nargs="+", metavar="FILE_DIR_OR_GLOB", help="images, folders (recursive) or globs ('**' allowed)")
     s.add_argument("--sex", choices=["M", "F", "m", "f"], help="required unless the DICOM says")
+    s.add_argument("--out", metavar="CSV", help="batch scoring: one row per file into CSV (resumable: files already "
+                   "in it are skipped), decode and pipeline in worker processes, progress bar")
+    s.add_argument("--workers", type=int, default=None, help="with --out: preprocessing processes (default: cores)")
+    s.add_argument("--quiet", action="store_true", help="with --out: no progress bar")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")

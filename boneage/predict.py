@@ -150,8 +150,10 @@ class Predictor:
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         return cls(load_model(model_file), meta, model_file)
 
-    def _run(self, images: np.ndarray, male: float) -> tuple[np.ndarray, np.ndarray]:
-        x = {"image": images.astype(np.float32), "male": np.full((len(images), 1), male, np.float32)}
+    def _run(self, images: np.ndarray, male: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model on a batch: ``male`` is one value for all rows or one per row."""
+        m = np.broadcast_to(np.asarray(male, np.float32).reshape(-1, 1), (len(images), 1))
+        x = {"image": np.asarray(images, np.float32), "male": np.ascontiguousarray(m)}
         with self._lock:
             months, att = self._fn(x)
         return np.asarray(months).reshape(-1), np.asarray(att)[..., 0]
@@ -171,29 +173,75 @@ class Predictor:
     ) -> Prediction:
         """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError
         with a one-line message for bad input."""
-        from .augment import tta_batch
+        prep = prepare(image, params or self.params, tta=tta, name=name)
+        sx = self.resolve_sex(prep, sex)
+        months, att = self._run(prep.batch, 1.0 if sx == "M" else 0.0)
+        return self.finish(prep, sx, months, att, chronological_age_months=chronological_age_months,
+                           birth_date=birth_date, study_date=study_date, height_cm=height_cm)
 
-        meta: ImageMeta | None = None
-        if isinstance(image, LoadedImage):
-            pixels, meta = image.pixels, image.meta
-        elif isinstance(image, np.ndarray):
-            pixels = image
-        else:
-            loaded = load_image(image, name=name)
-            pixels, meta = loaded.pixels, loaded.meta
-        sx = _normalise_sex(sex) or _normalise_sex(meta.sex if meta else None)
+    def predict_prepared(self, items: list["Prepared"], sexes: list[str], chunk: int = 64
+                         ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Model outputs for many prepared images in as few model calls as possible (batch scoring).
+
+        The TTA copies of all images are concatenated and run in chunks of about ``chunk`` rows:
+        one call of 64 rows costs far less than eight of 8 (``bench/predict.py``: 240 images/s
+        batched against ≈ 25 per 8-copy call). Returns ``(months, attention)`` per item, in order.
+        """
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        group: list[int] = []
+
+        def flush():
+            if not group:
+                return
+            imgs = np.concatenate([items[i].batch for i in group])
+            male = np.concatenate([np.full(len(items[i].batch), 1.0 if sexes[i] == "M" else 0.0, np.float32)
+                                   for i in group])
+            months, att = self._run(imgs, male)
+            k = 0
+            for i in group:
+                n = len(items[i].batch)
+                out.append((months[k:k + n], att[k:k + n]))
+                k += n
+            group.clear()
+
+        rows = 0
+        for i, it in enumerate(items):
+            if group and rows + len(it.batch) > chunk:
+                flush()
+                rows = 0
+            group.append(i)
+            rows += len(it.batch)
+        flush()
+        return out
+
+    @staticmethod
+    def resolve_sex(prep: "Prepared", sex: str | None) -> str:
+        """The sex given, else the DICOM's; PredictionError when neither says."""
+        sx = _normalise_sex(sex) or _normalise_sex(prep.meta.sex if prep.meta else None)
         if sx is None:
             raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
+        return sx
+
+    def finish(
+        self,
+        prep: "Prepared",
+        sx: str,
+        months: np.ndarray,
+        att: np.ndarray,
+        *,
+        chronological_age_months: float | None = None,
+        birth_date: _dt.date | None = None,
+        study_date: _dt.date | None = None,
+        height_cm: float | None = None,
+    ) -> Prediction:
+        """The :class:`Prediction` from the model's outputs on ``prep``'s TTA copies."""
+        meta, res = prep.meta, prep.pipeline
         if meta is not None:
             birth_date = birth_date or meta.birth_date
             study_date = study_date or meta.study_date
             if chronological_age_months is None and birth_date is None and meta.patient_age_months is not None:
                 chronological_age_months = meta.patient_age_months
-
-        res = run_pipeline(pixels, params or self.params)
-        n = DEFAULT_TTA if tta is None else max(1, int(tta))
-        batch = tta_batch(res.model_input, n=n)
-        months, att = self._run(batch, 1.0 if sx == "M" else 0.0)
+        n = len(months)
         est = float(np.mean(months))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
@@ -218,4 +266,49 @@ class Predictor:
         )
 
 
-__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError"]
+@dataclass
+class Prepared:
+    """One radiograph read and prepared for the model: everything before the network.
+
+    Separate from the model call so batch scoring can prepare in worker processes (decode and
+    pipeline are CPU-bound, about 130 ms for a 2000×2500 PNG) while the main process runs the
+    model on many images at once.
+    """
+
+    pipeline: PipelineResult
+    meta: ImageMeta | None
+    batch: np.ndarray  # (n, H, W, 1) float32: the TTA copies of the model input
+
+    def slim(self, keep: tuple[str, ...] = ("canonical", "aligned_mask")) -> "Prepared":
+        """A copy holding only the stages ``keep`` (overlay and heatmap need these two): less to
+        send between processes (a full-size pipeline keeps ≈ 10 MB of intermediate images)."""
+        import dataclasses
+
+        stages = {k: v for k, v in self.pipeline.stages.items() if k in keep}
+        return Prepared(dataclasses.replace(self.pipeline, stages=stages), self.meta, self.batch)
+
+
+def prepare(
+    image: str | Path | bytes | np.ndarray | LoadedImage,
+    params: PipelineParams,
+    *,
+    tta: int | None = None,
+    name: str | None = None,
+) -> Prepared:
+    """Read ``image`` (ImageError on bad input), run the pipeline and make the TTA copies."""
+    from .tta import tta_batch
+
+    meta: ImageMeta | None = None
+    if isinstance(image, LoadedImage):
+        pixels, meta = image.pixels, image.meta
+    elif isinstance(image, np.ndarray):
+        pixels = image
+    else:
+        loaded = load_image(image, name=name)
+        pixels, meta = loaded.pixels, loaded.meta
+    res = run_pipeline(pixels, params)
+    n = DEFAULT_TTA if tta is None else max(1, int(tta))
+    return Prepared(pipeline=res, meta=meta, batch=tta_batch(res.model_input, n=n))
+
+
+__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError", "Prepared", "prepare"]
