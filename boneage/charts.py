@@ -11,11 +11,13 @@ so a point outside the band is always flagged and vice versa.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
-from .clinical import gp_reference, normalise_sex
+from .clinical import gp_reference
+from .vocab import parse_sex, sex_word
 
 # Colour-blind-safe pair (Okabe-Ito): blue for the reference, vermillion for the child.
 REF_COLOUR = "#0072B2"
@@ -35,22 +37,25 @@ class ChartData:
     bone_age_y: float
     chronological_age_y: float | None
     uncertainty_y: float | None
+    #: Follow-up: every visit (chronological age, bone age) in years, oldest first.
+    visits_y: tuple[tuple[float, float], ...] = field(default_factory=tuple)
 
     @property
     def title(self) -> str:
-        return f"Bone age vs chronological age ({'boys' if self.sex == 'M' else 'girls'}, Greulich-Pyle)"
+        return f"Bone age vs chronological age ({sex_word(self.sex, plural=True)}, Greulich-Pyle)"
 
     @property
     def axis_max(self) -> float:
         top = max(self.upper_y.max(), self.bone_age_y + (self.uncertainty_y or 0.0),
-                  self.chronological_age_y or 0.0)
+                  self.chronological_age_y or 0.0, *(max(v) for v in self.visits_y))
         return float(np.ceil(top + 0.5))
 
 
 def chart_data(sex: str, bone_age_months: float, chronological_age_months: float | None,
-               uncertainty_months: float | None = None) -> ChartData:
-    """Reference curves and the child's point, converted to years."""
-    s = normalise_sex(sex)
+               uncertainty_months: float | None = None,
+               visits: Sequence[tuple[float, float]] = ()) -> ChartData:
+    """Reference curves and the child's point (and follow-up visits as (CA, BA) months), in years."""
+    s = parse_sex(sex)
     ref = gp_reference(s)
     ages = ref["ages_months"].to_numpy() / 12.0
     sd = ref["sd_months"].to_numpy() / 12.0
@@ -63,11 +68,12 @@ def chart_data(sex: str, bone_age_months: float, chronological_age_months: float
         bone_age_y=float(bone_age_months) / 12.0,
         chronological_age_y=None if chronological_age_months is None else chronological_age_months / 12.0,
         uncertainty_y=None if uncertainty_months is None else float(uncertainty_months) / 12.0,
+        visits_y=tuple((float(ca) / 12.0, float(ba) / 12.0) for ca, ba in visits),
     )
 
 
 def growth_chart(sex: str, bone_age_months: float, chronological_age_months: float | None,
-                 uncertainty_months: float | None = None):
+                 uncertainty_months: float | None = None, visits: Sequence[tuple[float, float]] = ()):
     """Plotly figure: reference mean, +/-2 SD band, identity line, the child's point.
 
     With no chronological age the child's bone age is drawn as a horizontal
@@ -75,7 +81,7 @@ def growth_chart(sex: str, bone_age_months: float, chronological_age_months: flo
     """
     import plotly.graph_objects as go
 
-    d = chart_data(sex, bone_age_months, chronological_age_months, uncertainty_months)
+    d = chart_data(sex, bone_age_months, chronological_age_months, uncertainty_months, visits)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=d.ages_y, y=d.upper_y, mode="lines", line=dict(width=0),
                              hoverinfo="skip", showlegend=False, name="+2 SD"))
@@ -87,6 +93,11 @@ def growth_chart(sex: str, bone_age_months: float, chronological_age_months: flo
                              hovertemplate="CA %{x:.2f} y<br>mean BA %{y:.2f} y<extra></extra>"))
     fig.add_trace(go.Scatter(x=[0, d.axis_max], y=[0, d.axis_max], mode="lines", name="Bone age = chronological age",
                              line=dict(color="grey", width=1, dash="dash"), hoverinfo="skip"))
+    if d.visits_y:
+        fig.add_trace(go.Scatter(x=[v[0] for v in d.visits_y], y=[v[1] for v in d.visits_y],
+                                 mode="lines+markers", name="Visits (follow-up)",
+                                 line=dict(color=CHILD_COLOUR, width=1.5), marker=dict(size=7),
+                                 hovertemplate="CA %{x:.2f} y<br>BA %{y:.2f} y<extra></extra>"))
     if d.chronological_age_y is None:
         fig.add_hline(y=d.bone_age_y, line=dict(color=CHILD_COLOUR, dash="dot", width=2),
                       annotation_text="child's bone age (no chronological age given)")
@@ -104,13 +115,14 @@ def growth_chart(sex: str, bone_age_months: float, chronological_age_months: flo
 
 
 def growth_chart_png(sex: str, bone_age_months: float, chronological_age_months: float | None,
-                     uncertainty_months: float | None = None, *, dpi: int = 150) -> bytes:
+                     uncertainty_months: float | None = None, *, dpi: int = 150,
+                     visits: Sequence[tuple[float, float]] = ()) -> bytes:
     """The same chart as a PNG (matplotlib, Agg backend) for the PDF report."""
     # No pyplot: no global figure state or backend switch, safe inside a web server.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    d = chart_data(sex, bone_age_months, chronological_age_months, uncertainty_months)
+    d = chart_data(sex, bone_age_months, chronological_age_months, uncertainty_months, visits)
     fig = Figure(figsize=(7.0, 3.6), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -120,6 +132,9 @@ def growth_chart_png(sex: str, bone_age_months: float, chronological_age_months:
             label="Reference mean (Brush Foundation)")
     ax.plot([0, d.axis_max], [0, d.axis_max], color="grey", lw=0.8, ls="--",
             label="Bone age = chronological age")
+    if d.visits_y:
+        ax.plot([v[0] for v in d.visits_y], [v[1] for v in d.visits_y], color=CHILD_COLOUR, lw=1.0,
+                marker="o", ms=4, label="Visits (follow-up)")
     if d.chronological_age_y is None:
         ax.axhline(d.bone_age_y, color=CHILD_COLOUR, ls=":", lw=1.5, label="Child's bone age (no CA)")
     else:

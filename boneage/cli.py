@@ -1,7 +1,9 @@
 """``boneage`` command line: pipeline, predict, serve, evaluate, train, fetch-weights.
 
 Bad input gets one line on stderr and exit status 2 — never a traceback; TensorFlow's start-up
-logging is kept off the terminal (see :mod:`boneage._quiet`).
+logging is kept off the terminal (see :mod:`boneage._quiet`). Cheap checks first: every command
+checks its paths with :mod:`boneage.preflight` (pathlib only) before it imports TensorFlow or
+pandas, so a mistyped path is answered at once instead of after TensorFlow's ≈3–5 s start.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from . import preflight
+
 EXIT_BAD_INPUT = 2
 
 
@@ -22,11 +26,33 @@ def _fail(msg: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _preflight_error(*checks) -> str | None:
+    """Run ``(check, value)`` pairs from :mod:`boneage.preflight`, skipping unset values; the first failure's message."""
+    for check, value in checks:
+        if value is None:
+            continue
+        try:
+            check(value)
+        except preflight.PathError as e:
+            return str(e)
+    return None
+
+
 def _date(s: str) -> dt.date:
     try:
         return dt.date.fromisoformat(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _sex(s: str) -> str:
+    """Any spelling :func:`boneage.vocab.parse_sex` accepts, as "M"/"F"."""
+    from .vocab import SexError, parse_sex
+
+    try:
+        return parse_sex(s)
+    except SexError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _size(s: str) -> tuple[int, int]:
@@ -46,6 +72,8 @@ def _size(s: str) -> tuple[int, int]:
 
 
 def cmd_pipeline(a) -> int:
+    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out)):
+        return _fail(err)
     import cv2
 
     from .io import ImageError, load_image, to_uint8
@@ -79,36 +107,102 @@ def cmd_pipeline(a) -> int:
     return 0
 
 
-def cmd_predict(a) -> int:
+def _per_file(values: list | None, n: int, flag: str) -> list:
+    """One value for every file, or one per file (``--study-date`` given once or N times)."""
+    if not values:
+        return [None] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"{flag} given {len(values)} times for {n} files: give it once (every file) or once per file")
+    return list(values)
+
+
+def _visit(f, r):
+    """The follow-up visit of one reading, or a one-line reason it cannot be one."""
     from .clinical import ClinicalInputError
+    from .followup import Visit
+
+    c = r.clinical
+    if c is None or c.chronological_age_months is None:
+        raise ClinicalInputError(f"{f}: no chronological age, so it cannot be placed on the follow-up "
+                                 "(give --birth-date with study dates, or --age-months once per file)")
+    return Visit(c.chronological_age_months, r.bone_age_months, c.study_date, r.uncertainty_months, str(f))
+
+
+def _print_follow_up(fu, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"follow_up": fu.to_dict()}), flush=True)
+        return
+    print(f"follow-up ({'boy' if fu.sex == 'M' else 'girl'}): {fu.summary()}")
+    for i in fu.intervals:
+        sd = "" if i.velocity_sd is None else f" ± {i.velocity_sd:.2f}"
+        print(f"  {i.start.label} -> {i.end.label}: {i.months:.1f} months, bone age {i.bone_age_change_months:+.1f} "
+              f"months, velocity {i.velocity:.2f}{sd}")
+
+
+def cmd_predict(a) -> int:
+    from .batch import BatchError, expand_inputs, score
+    from .clinical import ClinicalInputError, check_parent_heights
+    from .followup import follow_up, one_child, read_results
+
+    files = [str(p) for p in expand_inputs(a.files)]  # folders recursively, globs expanded
+    if not files:
+        return _fail(f"no image files found in {' '.join(a.files)}")
+    n = len(files)
+    try:  # clinical options need no model: nonsense fails fast, before any file is read
+        per_file = list(zip(files, _per_file(a.age_months, n, "--age-months"),
+                            _per_file(a.study_date, n, "--study-date"), _per_file(a.height_cm, n, "--height-cm")))
+        check_parent_heights(a.father_height_cm, a.mother_height_cm)
+        earlier = [v for path in a.previous or [] for v in read_results(path)]
+    except (ValueError, ClinicalInputError) as e:
+        return _fail(str(e))
+    follow = a.follow_up or bool(earlier)
+    if follow and len(earlier) + n < 2:
+        return _fail("follow-up needs at least two visits (several files, or --previous with earlier results)")
+    if a.out and follow:
+        return _fail("--out (batch scoring) does not combine with --follow-up / --previous")
+    if a.out and any(v and len(v) > 1 for v in (a.age_months, a.study_date, a.height_cm)):
+        return _fail("with --out, give --age-months / --study-date / --height-cm once (they apply to every file)")
+
+    if err := _preflight_error((preflight.model_path, a.model)):
+        return _fail(err)
+    rc, todo = 0, []
+    for item in per_file:  # every missing file is named (the others still run), before the model loads
+        if err := _preflight_error((preflight.existing_file, item[0])):
+            rc = _fail(err)
+        else:
+            todo.append(item)
+    if not todo:
+        return rc
+
     from .io import ImageError
     from .predict import PredictionError, Predictor
 
-    from .batch import BatchError, expand_inputs, score
-
-    files = expand_inputs(a.files)
-    if not files:
-        return _fail(f"no image files found in {' '.join(a.files)}")
     try:
         pred = Predictor.load(a.model)
     except PredictionError as e:
         return _fail(str(e))
     if a.out:
-        clinical = dict(chronological_age_months=a.age_months, birth_date=a.birth_date, study_date=a.study_date,
-                        height_cm=a.height_cm)
+        first = lambda v: v[0] if v else None  # noqa: E731
+        clinical = dict(chronological_age_months=first(a.age_months), birth_date=a.birth_date,
+                        study_date=first(a.study_date), height_cm=first(a.height_cm),
+                        father_height_cm=a.father_height_cm, mother_height_cm=a.mother_height_cm)
         try:
-            s = score(pred, files, a.out, sex=a.sex, tta=a.tta, workers=a.workers, dicom_out=a.dicom_out,
-                      clinical={k: v for k, v in clinical.items() if v is not None}, progress=not a.quiet)
+            s = score(pred, [Path(t[0]) for t in todo], a.out, sex=a.sex, tta=a.tta, workers=a.workers,
+                      dicom_out=a.dicom_out, clinical={k: v for k, v in clinical.items() if v is not None},
+                      progress=not a.quiet)
         except BatchError as e:
             return _fail(str(e))
         print(f"{s.predicted} predicted, {s.failed} failed, {s.skipped} already in {a.out} (of {s.total}); "
               f"{s.images_per_s:.1f} images/s")
-        return EXIT_BAD_INPUT if s.failed else 0
-    rc = 0
-    for f in files:
+        return EXIT_BAD_INPUT if (s.failed or rc) else 0
+    visits = list(earlier)
+    for f, age, study, height in todo:
         try:
-            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=a.age_months, birth_date=a.birth_date,
-                             study_date=a.study_date, height_cm=a.height_cm)
+            r = pred.predict(f, sex=a.sex, tta=a.tta, chronological_age_months=age, birth_date=a.birth_date,
+                             study_date=study, height_cm=height, father_height_cm=a.father_height_cm,
+                             mother_height_cm=a.mother_height_cm)
         except (ImageError, PredictionError, ClinicalInputError) as e:
             msg = str(e)
             print(f"boneage: error: {msg if msg.startswith(str(f)) else f'{f}: {msg}'}", file=sys.stderr)
@@ -131,6 +225,17 @@ def cmd_predict(a) -> int:
                 print(f"  warning: {w}")
             if dicom_files:
                 print(f"  DICOM: {', '.join(Path(p).name for p in dicom_files)} in {a.dicom_out}")
+        if follow:  # after the reading is shown: a visit that cannot be placed loses no bone age
+            try:
+                visits.append((_visit(f, r), r.sex))
+            except ClinicalInputError as e:
+                print(f"boneage: error: {e}", file=sys.stderr)
+                rc = EXIT_BAD_INPUT
+    if follow:
+        try:
+            _print_follow_up(follow_up([v for v, _ in visits], one_child(visits) if visits else "F"), a.json)
+        except ClinicalInputError as e:
+            return _fail(f"follow-up: {e}")
     return rc
 
 
@@ -149,6 +254,9 @@ def cmd_serve(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    if err := _preflight_error((preflight.labels_file, a.data), (preflight.model_path, a.model),
+                               (preflight.output_file, a.out), (preflight.output_file, a.json)):
+        return _fail(err)
     from .data import DataError
     from .evaluate import evaluate
     from .predict import PredictionError
@@ -175,14 +283,17 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .data import DataError
-    from .train import TrainConfig, train
-
     h, w = a.image_size
     if not 0 <= a.ema < 1:
         return _fail(f"--ema must be in [0, 1) (got {a.ema})")
     if a.augment_strength < 0:
         return _fail(f"--augment-strength must be ≥ 0 (got {a.augment_strength})")
+    if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
+                               (preflight.existing_path, a.init_from)):
+        return _fail(err)
+    from .data import DataError
+    from .train import TrainConfig, train
+
     cfg = TrainConfig(
         data=a.data, out=a.out, backbone=a.backbone, image_height=h, image_width=w, epochs=a.epochs,
         batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction, pretrained=not a.no_pretrained,
@@ -231,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="bone age for one or more radiographs")
     s.add_argument("files", nargs="+", metavar="FILE_DIR_OR_GLOB", help="images, folders (recursive) or globs ('**' allowed)")
-    s.add_argument("--sex", choices=["M", "F", "m", "f"], help="required unless the DICOM says")
+    s.add_argument("--sex", type=_sex, help="M or F (also male/female, boy/girl); required unless the DICOM says")
     s.add_argument("--out", metavar="CSV", help="batch scoring: one row per file into CSV (resumable: files already "
                    "in it are skipped), decode and pipeline in worker processes, progress bar")
     s.add_argument("--workers", type=int, default=None, help="with --out: preprocessing processes (default: cores)")
@@ -239,10 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
-    s.add_argument("--age-months", type=float, help="chronological age in months")
+    s.add_argument("--age-months", type=float, action="append",
+                   help="chronological age in months (once for every file, or once per file)")
     s.add_argument("--birth-date", type=_date)
-    s.add_argument("--study-date", type=_date)
-    s.add_argument("--height-cm", type=float, help="current height, for the Bayley–Pinneau adult height")
+    s.add_argument("--study-date", type=_date, action="append",
+                   help="YYYY-MM-DD (once for every file, or once per file; DICOM files carry their own)")
+    s.add_argument("--height-cm", type=float, action="append",
+                   help="current height, for the Bayley–Pinneau adult height (once, or once per file)")
+    s.add_argument("--father-height-cm", type=float, help="father's height, for the mid-parental target height")
+    s.add_argument("--mother-height-cm", type=float, help="mother's height, for the mid-parental target height")
+    s.add_argument("--follow-up", action="store_true",
+                   help="the files are visits of one child, oldest first: adds the bone-age velocity")
+    s.add_argument("--previous", action="append", metavar="RESULTS",
+                   help="earlier results of the same child (JSON lines from --json), as the first visits; "
+                        "implies --follow-up")
     s.add_argument("--dicom-out", metavar="DIR", help="also write DICOM results (overlay Secondary Capture + "
                    "Encapsulated PDF report), in the source study for DICOM input")
     s.set_defaults(func=cmd_predict)

@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .vocab import Sex, SexError, format_age, parse_sex, sex_word
+
 if TYPE_CHECKING:  # pandas is only needed by gp_reference's caller
     import pandas as pd
 
@@ -104,18 +106,15 @@ class ClinicalInputError(ValueError):
 
 
 # --------------------------------------------------------------------------- sex
-_SEX_ALIASES = {"m": "M", "male": "M", "boy": "M", "f": "F", "female": "F", "girl": "F"}
-
-
-def normalise_sex(sex: str) -> str:
-    """'M'/'F' from 'M', 'F', 'male', 'female' (any case); anything else is an error.
+def normalise_sex(sex) -> Sex:
+    """:func:`boneage.vocab.parse_sex` (the package's one parser), raising this layer's error type.
 
     The references are sex-specific, so guessing would give a wrong number.
     """
-    key = sex.strip().lower() if isinstance(sex, str) else None
-    if key not in _SEX_ALIASES:
-        raise ClinicalInputError(f"sex must be 'M' or 'F' (or 'male'/'female'), got {sex!r}")
-    return _SEX_ALIASES[key]
+    try:
+        return parse_sex(sex)
+    except SexError as e:
+        raise ClinicalInputError(str(e)) from None
 
 
 # ------------------------------------------------------------ chronological age
@@ -236,7 +235,7 @@ def gp_sd(age_months: float, sex: str) -> float:
     if age_months is None or not math.isfinite(age_months) or not lo <= age_months <= hi:
         raise ClinicalInputError(
             f"chronological age {age_months} months is outside the Greulich-Pyle reference "
-            f"({lo:g}-{hi:g} months for {'boys' if s == 'M' else 'girls'})")
+            f"({lo:g}-{hi:g} months for {sex_word(s, plural=True)})")
     return float(np.interp(age_months, _GP_AGES[s], _GP_SD[s]))
 
 
@@ -361,13 +360,6 @@ def bp_table_choice(bone_age_months: float, chronological_age_months: float) -> 
     return "average"
 
 
-def format_age(months: float) -> str:
-    """'11 y 11.5 m': how clinicians read ages (months to one decimal)."""
-    tenths = round(months * 10)
-    years, rem = divmod(tenths, 120)
-    return f"{years} y {rem / 10:g} m"
-
-
 def format_percentile(p: float) -> str:
     """One decimal, but never '0.0' or '100.0' for a tail that is merely tiny."""
     if p < 0.1:
@@ -375,10 +367,6 @@ def format_percentile(p: float) -> str:
     if p > 99.9:
         return ">99.9"
     return f"{p:.1f}"
-
-
-def _children(sex: str) -> str:
-    return "boys" if sex == "M" else "girls"
 
 
 def _check_height(height_cm: float, what: str = "height") -> float:
@@ -443,7 +431,7 @@ def predict_adult_height(height_cm: float | None, bone_age_months: float,
     if not ages[0] <= bone_age_months <= ages[-1]:
         return AdultHeight(None, (
             f"bone age {format_age(bone_age_months)} is outside the Bayley-Pinneau {used} table "
-            f"for {_children(s)} ({format_age(ages[0])} to {format_age(ages[-1])}{via})"), table)
+            f"for {sex_word(s, plural=True)} ({format_age(ages[0])} to {format_age(ages[-1])}{via})"), table)
     percent = float(np.interp(bone_age_months, ages, pct))
     return AdultHeight(height / (percent / 100.0), note, table, used, percent)
 
@@ -487,6 +475,14 @@ def mid_parental_height(father_height_cm: float, mother_height_cm: float, sex: s
     offset = MPH_SEX_DIFFERENCE_CM if s == "M" else -MPH_SEX_DIFFERENCE_CM
     target = (father + mother + offset) / 2.0
     return TargetHeight(target, (target - TARGET_RANGE_HALF_WIDTH_CM, target + TARGET_RANGE_HALF_WIDTH_CM))
+
+
+def check_parent_heights(father_height_cm: float | None, mother_height_cm: float | None) -> None:
+    """Raise ClinicalInputError unless both are plausible adult heights or both are absent.
+
+    For callers that want to refuse bad input before the slow part (loading a model).
+    """
+    _resolve_target(father_height_cm, mother_height_cm, "M")
 
 
 def _resolve_target(father: float | None, mother: float | None, sex: str) -> TargetHeight | None:
@@ -618,7 +614,7 @@ class ClinicalInterpretation:
 
     def summary(self) -> str:
         """A few plain sentences for a clinician."""
-        child = "boy" if self.sex == "M" else "girl"
+        child = sex_word(self.sex)
         out = [f"Bone age {format_age(self.bone_age_months)} ({self.bone_age_months:.1f} months, "
                f"{self.method})"]
         if self.chronological_age_months is None:
@@ -703,14 +699,14 @@ def _status(bone_age: float, ca: float | None, sex: str) -> Status:
             known.append(f"at {format_age(hi)}, the table's last age, 2 SD was "
                          f"{2 * gp_sd(hi, sex):.1f} months")
         return Status("indeterminate", (
-            f"no Greulich-Pyle SD for {_children(sex)} {'younger' if ca < lo else 'older'} than "
+            f"no Greulich-Pyle SD for {sex_word(sex, plural=True)} {'younger' if ca < lo else 'older'} than "
             f"{format_age(edge)}, so no Z-score" + "".join(f"; {k}" for k in known)))
     sd = gp_sd(ca, sex)
     if bone_age >= mature:
         # The atlas cannot show a bone age beyond its last standard, so the true
         # bone age is at least `mature`: Z is at least (mature - CA) / SD.
         bound = (mature - ca) / sd
-        where = (f"bone age at the atlas's last standard ({mature / 12:g} years for {_children(sex)}), "
+        where = (f"bone age at the atlas's last standard ({mature / 12:g} years for {sex_word(sex, plural=True)}), "
                  "so Z is a lower bound")
         if bound > Z_THRESHOLD:
             return Status("advanced", f"{where}, already more than 2 SD ({2 * sd:.1f} months) above "

@@ -19,6 +19,8 @@ import pandas as pd
 
 from .io import ImageError, load_image
 from .pipeline import PipelineParams, run_pipeline
+from .preflight import PathError, labels_file
+from .vocab import male_or_none
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", "")
 
@@ -29,13 +31,10 @@ class DataError(ValueError):
 
 def read_labels(data_dir: str | Path) -> pd.DataFrame:
     """``id, boneage_months, male`` from ``labels.csv`` (also Kaggle's ``id,boneage,male``)."""
-    d = Path(data_dir)
-    path = d / "labels.csv" if d.is_dir() else d
-    if not path.exists():
-        cands = sorted(d.glob("*.csv")) if d.is_dir() else []
-        if len(cands) != 1:
-            raise DataError(f"{d}: no labels.csv (expected columns id,boneage_months,male)")
-        path = cands[0]
+    try:
+        path = labels_file(data_dir)
+    except PathError as e:
+        raise DataError(str(e)) from None
     try:
         df = pd.read_csv(path)
     except Exception as e:  # noqa: BLE001 - pandas raises many types
@@ -48,22 +47,13 @@ def read_labels(data_dir: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
     df = df[["id", "boneage_months", "male"]].copy()
     df["id"] = df["id"].astype(str)
-    df["male"] = df["male"].map(_to_bool)
+    df["male"] = df["male"].map(male_or_none)
     df["boneage_months"] = pd.to_numeric(df["boneage_months"], errors="coerce")
     bad = df["male"].isna() | df["boneage_months"].isna()
     if bad.any():
         raise DataError(f"{path}: {int(bad.sum())} row(s) with unreadable sex or bone age (first id {df.loc[bad, 'id'].iloc[0]})")
     df["male"] = df["male"].astype(bool)
     return df.reset_index(drop=True)
-
-
-def _to_bool(v):
-    s = str(v).strip().lower()
-    if s in {"true", "1", "m", "male", "yes"}:
-        return True
-    if s in {"false", "0", "f", "female", "no"}:
-        return False
-    return None
 
 
 def image_dir(data_dir: str | Path) -> Path:

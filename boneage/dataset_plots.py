@@ -13,28 +13,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .vocab import SEX_LABELS, from_male, male_or_none, sex_label
+
 REQUIRED_COLUMNS = ("boneage_months", "male", "predicted_months")
 SEX_COLOURS = {"female": "#D55E00", "male": "#0072B2"}  # Okabe-Ito, colour-blind safe
-SEXES = ("female", "male")
+SEXES = SEX_LABELS  # ("female", "male"): the "sex" column's values and the page's filter
 TEMPLATE = "plotly_white"
 LOA_Z = 1.96  # Bland-Altman limits of agreement: bias ± 1.96 SD
 
 
 class PredictionsError(ValueError):
     """A predictions CSV that cannot be used (one-line message)."""
-
-
-_TRUE_WORDS = {"true", "1", "m", "male", "yes", "t", "1.0"}
-_FALSE_WORDS = {"false", "0", "f", "female", "no", "0.0"}
-
-
-def _to_male(v) -> bool | None:
-    s = str(v).strip().lower()
-    if s in _TRUE_WORDS:
-        return True
-    if s in _FALSE_WORDS:
-        return False
-    return None
 
 
 def read_predictions(source: str | Path | bytes | io.IOBase) -> pd.DataFrame:
@@ -64,7 +53,7 @@ def read_predictions(source: str | Path | bytes | io.IOBase) -> pd.DataFrame:
         df["id"] = np.arange(len(df)).astype(str)
     df = df[["id", *REQUIRED_COLUMNS]].copy()
     df["id"] = df["id"].astype(str)
-    df["male"] = df["male"].map(_to_male)
+    df["male"] = df["male"].map(male_or_none)
     for c in ("boneage_months", "predicted_months"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     bad = df["male"].isna() | df["boneage_months"].isna()
@@ -86,7 +75,7 @@ def add_error_columns(df: pd.DataFrame) -> pd.DataFrame:
     out["error"] = out["predicted_months"] - out["boneage_months"]
     out["abs_error"] = out["error"].abs()
     out["mean_months"] = (out["predicted_months"] + out["boneage_months"]) / 2.0
-    out["sex"] = np.where(out["male"].astype(bool), "male", "female")
+    out["sex"] = [sex_label(from_male(m)) for m in out["male"]]
     return out
 
 

@@ -206,13 +206,14 @@ def report_pdf(pred, src=None) -> bytes:
     """The app's one-page PDF report for this prediction (one report for app, CLI and API)."""
     from .report import make_pdf_report
 
-    label = None
-    if src is not None and (src.get("PatientName") or src.get("PatientID")):
-        label = " ".join(str(v) for v in (src.get("PatientName"), src.get("PatientID")) if v)
+    def tag(name: str) -> str | None:
+        return str(src.get(name)) if src is not None and src.get(name) else None
+
     return make_pdf_report(image_rgb=pred.overlay_rgb(), bone_age_months=pred.bone_age_months,
                            uncertainty_months=pred.uncertainty_months, sex=pred.sex,
                            model_version=pred.model_version, interpretation=pred.clinical,
-                           warnings=pred.warnings, patient_label=label)
+                           warnings=pred.warnings, patient_label=tag("PatientName"),
+                           patient_id=tag("PatientID"), accession_number=tag("AccessionNumber"))
 
 
 def build_results(pred, source=None, *, now: _dt.datetime | None = None) -> DicomResults:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .vocab import FEMALE, MALE, from_male, sex_label
+
 AGE_BANDS = ((0, 72, "0-6 y"), (72, 144, "6-12 y"), (144, 229, "12-19 y"))
 
 
@@ -27,8 +29,8 @@ def summarise(df: pd.DataFrame) -> dict:
         "n_by_age_band": {},
     }
     male = d["male"].astype(bool).to_numpy()
-    for name, sel in (("male", male), ("female", ~male)):
-        out["mae_by_sex"][name] = _r(np.mean(np.abs(err[sel]))) if sel.any() else None
+    for sex, sel in ((MALE, male), (FEMALE, ~male)):
+        out["mae_by_sex"][sex_label(sex)] = _r(np.mean(np.abs(err[sel]))) if sel.any() else None
     ba = d["boneage_months"].to_numpy(float)
     for lo, hi, name in AGE_BANDS:
         sel = (ba >= lo) & (ba < hi)
@@ -42,7 +44,7 @@ def band_sex_table(df: pd.DataFrame) -> pd.DataFrame:
     d = df.dropna(subset=["predicted_months"]).copy()
     d["error"] = d["predicted_months"] - d["boneage_months"]
     d["abs_error"] = d["error"].abs()
-    d["sex"] = np.where(d["male"].astype(bool), "male", "female")
+    d["sex"] = [sex_label(from_male(m)) for m in d["male"]]
     d["age_band"] = pd.cut(d["boneage_months"], [b[0] for b in AGE_BANDS] + [AGE_BANDS[-1][1]], right=False,
                            labels=[b[2] for b in AGE_BANDS])
     g = d.groupby(["age_band", "sex"], observed=True)
@@ -78,7 +80,7 @@ def evaluate(data_dir: str | Path, *, model_path: str | Path | None = None, tta:
             problems.append(f"{r.id}: image missing in {folder}")
         else:
             try:
-                value = pred.predict(p, sex="M" if r.male else "F", tta=tta).bone_age_months
+                value = pred.predict(p, sex=from_male(r.male), tta=tta).bone_age_months
             except ImageError as e:
                 problems.append(str(e))
         rows.append({"id": r.id, "boneage_months": r.boneage_months, "male": bool(r.male), "predicted_months": value})

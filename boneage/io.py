@@ -32,6 +32,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .vocab import sex_or_none
+
 MIN_SIDE = 64
 MAX_PIXELS = 60_000_000
 MAX_BYTES = 100 * 1024 * 1024
@@ -62,6 +64,8 @@ class ImageMeta:
     patient_age_months: float | None = None
     pixel_spacing_mm: tuple[float, float] | None = None
     warnings: list[str] = field(default_factory=list)
+    patient_id: str | None = None  # DICOM PatientID, for the report header
+    accession_number: str | None = None  # DICOM AccessionNumber
 
     def to_dict(self) -> dict:
         """JSON-friendly copy: dates as ISO strings, spacing as a list."""
@@ -519,8 +523,17 @@ def _load_dicom(data: bytes, label: str, ds=None) -> LoadedImage:
         patient_age_months=_dicom_age_months(ds.get("PatientAge"), warnings),
         pixel_spacing_mm=_dicom_spacing(ds, warnings),
         warnings=warnings,
+        patient_id=_dicom_text(ds.get("PatientID")),
+        accession_number=_dicom_text(ds.get("AccessionNumber")),
     )
     return LoadedImage(pixels, meta)
+
+
+def _dicom_text(value) -> str | None:
+    """A short identifier tag as one printable line, or None when absent or empty."""
+    text = " ".join(str(value or "").split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text[:64] or None
 
 
 def _infer_transfer_syntax(ds) -> str:
@@ -581,8 +594,8 @@ def _int_or(v: object, default: int) -> int:
 
 
 def _dicom_sex(v: object) -> str | None:
-    s = str(v or "").strip().upper()
-    return s if s in ("M", "F") else None
+    """PatientSex M/F by the package's one parser; O (other) or empty: not given."""
+    return sex_or_none(str(v or ""))
 
 
 def _dicom_date(v: object, tag: str, warnings: list[str]) -> _dt.date | None:

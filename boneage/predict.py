@@ -22,6 +22,7 @@ import numpy as np
 from .io import ImageError, ImageMeta, LoadedImage, load_image
 from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
+from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
@@ -49,9 +50,7 @@ class Prediction:
 
     @property
     def bone_age_years_text(self) -> str:
-        m = max(0.0, self.bone_age_months)
-        y, mm = divmod(int(round(m)), 12)
-        return f"{y} y {mm} m"
+        return format_age(self.bone_age_months)
 
     def heatmap(self) -> np.ndarray:
         """Attention resampled onto the aligned (canonical) image, [0, 1], kept to the hand."""
@@ -96,15 +95,11 @@ class Prediction:
         return d
 
 
-def _normalise_sex(sex) -> str | None:
-    """'M'/'F' (one rule for the whole package: boneage.clinical.normalise_sex), None when not given."""
-    from .clinical import ClinicalInputError, normalise_sex
-
-    if sex is None:
-        return None
+def _normalise_sex(sex) -> Sex | None:
+    """'M'/'F' by the package's one parser (:func:`boneage.vocab.parse_sex`), None when not given."""
     try:
-        return normalise_sex(sex)
-    except ClinicalInputError:
+        return parse_optional_sex(sex)
+    except SexError:
         raise PredictionError(f"sex must be M or F, got {sex!r}") from None
 
 
@@ -168,6 +163,8 @@ class Predictor:
         birth_date: _dt.date | None = None,
         study_date: _dt.date | None = None,
         height_cm: float | None = None,
+        father_height_cm: float | None = None,
+        mother_height_cm: float | None = None,
         name: str | None = None,
         params: PipelineParams | None = None,
     ) -> Prediction:
@@ -175,9 +172,10 @@ class Predictor:
         with a one-line message for bad input."""
         prep = prepare(image, params or self.params, tta=tta, name=name)
         sx = self.resolve_sex(prep, sex)
-        months, att = self._run(prep.batch, 1.0 if sx == "M" else 0.0)
+        months, att = self._run(prep.batch, model_input(sx))
         return self.finish(prep, sx, months, att, chronological_age_months=chronological_age_months,
-                           birth_date=birth_date, study_date=study_date, height_cm=height_cm)
+                           birth_date=birth_date, study_date=study_date, height_cm=height_cm,
+                           father_height_cm=father_height_cm, mother_height_cm=mother_height_cm)
 
     def predict_prepared(self, items: list["Prepared"], sexes: list[str], chunk: int = 64
                          ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -194,7 +192,7 @@ class Predictor:
             if not group:
                 return
             imgs = np.concatenate([items[i].batch for i in group])
-            male = np.concatenate([np.full(len(items[i].batch), 1.0 if sexes[i] == "M" else 0.0, np.float32)
+            male = np.concatenate([np.full(len(items[i].batch), model_input(sexes[i]), np.float32)
                                    for i in group])
             months, att = self._run(imgs, male)
             k = 0
@@ -233,6 +231,8 @@ class Predictor:
         birth_date: _dt.date | None = None,
         study_date: _dt.date | None = None,
         height_cm: float | None = None,
+        father_height_cm: float | None = None,
+        mother_height_cm: float | None = None,
     ) -> Prediction:
         """The :class:`Prediction` from the model's outputs on ``prep``'s TTA copies."""
         meta, res = prep.meta, prep.pipeline
@@ -252,11 +252,13 @@ class Predictor:
             warnings.append("estimate lies outside the training range (0–19 years); clipped")
             est = float(np.clip(est, 0, 228))
         clin = None
-        if chronological_age_months is not None or birth_date is not None or study_date is not None or height_cm is not None:
+        if any(v is not None for v in (chronological_age_months, birth_date, study_date, height_cm,
+                                        father_height_cm, mother_height_cm)):
             from .clinical import interpret
 
             clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
-                             study_date=study_date, height_cm=height_cm)
+                             study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
+                             mother_height_cm=mother_height_cm)
         a = att[0]
         a = (a - a.min()) / (a.max() - a.min() + 1e-9)
         return Prediction(

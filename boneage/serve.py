@@ -169,7 +169,7 @@ def create_app(predictor, config: ServeConfig | None = None):
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from .clinical import ClinicalInputError
+    from .clinical import ClinicalInputError, check_parent_heights
     from .io import ImageError
     from .pipeline import PIPELINE_VERSION
     from .predict import PredictionError
@@ -229,18 +229,25 @@ def create_app(predictor, config: ServeConfig | None = None):
         birth_date: Annotated[_dt.date | None, Form(description="YYYY-MM-DD")] = None,
         study_date: Annotated[_dt.date | None, Form(description="YYYY-MM-DD")] = None,
         height_cm: Annotated[float | None, Form(description="height, for the Bayley-Pinneau adult height")] = None,
+        father_height_cm: Annotated[float | None, Form(description="father's height, for the target height")] = None,
+        mother_height_cm: Annotated[float | None, Form(description="mother's height, for the target height")] = None,
         output: Annotated[str, Query(pattern="^(json|dicom)$",
                                      description="json (default) or dicom: a ZIP of DICOM results")] = "json",
     ):
         """Bone age for one radiograph: the JSON of ``boneage predict --json``."""
         name = file.filename or "upload"
+        try:  # refused before the upload is read or a worker is taken
+            check_parent_heights(father_height_cm, mother_height_cm)
+        except ClinicalInputError as e:
+            raise ServiceError(422, f"{name}: {e}") from None
         gate.enter()
         try:
             data = await file.read(cfg.max_upload_bytes + 1)
             if len(data) > cfg.max_upload_bytes:
                 raise ServiceError(413, f"{name}: upload exceeds the limit of {cfg.max_upload_bytes / 2**20:.0f} MB")
             kwargs = dict(sex=sex, tta=cfg.tta, chronological_age_months=age_months, birth_date=birth_date,
-                          study_date=study_date, height_cm=height_cm, name=name)
+                          study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
+                          mother_height_cm=mother_height_cm, name=name)
             try:
                 pred = await run_in_threadpool(_predict_bounded, gate, predictor, data, kwargs)
                 if output == "dicom":

@@ -4,6 +4,7 @@ import streamlit as st
 from boneage import dataset_plots as dp
 from boneage import ui
 from boneage.evaluate import band_sex_table, summarise
+from boneage.vocab import from_male
 
 st.title("Dataset errors")
 st.caption("Where the model disagrees with the radiologist's reading. Errors are predicted − true, in months.")
@@ -83,7 +84,7 @@ with ui.guard("Dataset errors"):
         if pick is not None:
             row = worst[worst["id"] == pick].iloc[0]
             src = ui.Source(found[pick].read_bytes(), found[pick].name, ui.digest(found[pick].read_bytes()))
-            pred = ui.predict(src, "M" if row["male"] else "F")
+            pred = ui.predict(src, from_male(row["male"]))
             st.markdown(f"**#{pick}**: true {row['boneage_months']:.0f} months, predicted now "
                         f"{pred.bone_age_months:.1f} months (CSV: {row['predicted_months']:.1f}).")
             a, b = st.columns([1, 2])

@@ -27,7 +27,7 @@ with ui.guard("Model"):
             st.markdown(info["readme"])
         if info["card"]:
             with st.expander("card.json", expanded=not info["readme"]):
-                ui.render_mapping(info["card"])
+                ui.render_mapping({k: v for k, v in info["card"].items() if k != "benchmarks"})  # own tab
         if not info["readme"] and not info["card"]:
             st.info(f"No model card (README.md or card.json) in `{info['dir']}` yet.", icon=":material/info:")
             st.json(meta, expanded=False)
@@ -45,7 +45,9 @@ with ui.guard("Model"):
             st.code(arch["text"], language=None)
     with tab_bench:
         if info["benchmarks"]:
-            ui.render_mapping(info["benchmarks"])
+            st.caption("Measured on the machine named in each table; rerun `bench/predict.py` and `bench/pipeline.py` "
+                       "to measure yours.")
+            ui.show_benchmarks(info["benchmarks"])
         else:
             st.info(f"No benchmarks (benchmarks.json) in `{info['dir']}` yet.", icon=":material/info:")
         if info["metrics"]:

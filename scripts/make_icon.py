@@ -1,4 +1,4 @@
-"""Render the app's page icon, ``boneage/assets/icon.png``, from the Material Symbols font Streamlit ships.
+"""Render the app's page icon, ``assets/icon.png``, from the Material Symbols font Streamlit ships.
 
 The app used ``page_icon=":material/front_hand:"``, which the browser fetched as an SVG from
 fonts.gstatic.com on every page load: the one request that left the machine (issue 15, found by
@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit
 from PIL import Image, ImageDraw, ImageFont
 
-OUT = Path(__file__).resolve().parent.parent / "boneage" / "assets" / "icon.png"
+OUT = Path(__file__).resolve().parent.parent / "assets" / "icon.png"
 BLUE = (0, 114, 178, 255)  # .streamlit/config.toml primaryColor
 SIZE = 128
 

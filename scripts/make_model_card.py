@@ -2,10 +2,13 @@
 
 Copies model.keras, meta.json, history.csv and val_predictions.csv from the run, and writes
 card.json + README.md (the model card) from the measured figures only — nothing typed by hand.
+README.md is rendered from card.json and meta.json alone (:func:`render_readme`), so it can be
+rebuilt without the training runs and without touching the model:
 
     python scripts/make_model_card.py --run runs/effnet_160x128 \
         --val-eval runs/val_eval.json --hires-eval runs/hires_eval.json \
         --xception runs/xception/metrics.json --bench runs/bench_predict.json --out models
+    python scripts/make_model_card.py --from-card models     # README.md again from card.json
 """
 from __future__ import annotations
 
@@ -14,8 +17,12 @@ import hashlib
 import json
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from boneage import benchmarks  # noqa: E402
 
 
 def sha256(p: Path) -> str:
@@ -59,6 +66,20 @@ def _command(run: Path, cfg: dict) -> str:
     return c
 
 
+def command_lines(command: str, width: int = 88) -> str:
+    """A long ``boneage train …`` command as shell lines ending in `` \\``, one or more options per line."""
+    head, *opts = command.split(" --")
+    parts, lines, line = [head] + [f"--{o}" for o in opts], [], ""
+    for part in parts:
+        if line and len(line) + 1 + len(part) > width:
+            lines.append(line)
+            line = "    " + part
+        else:
+            line = f"{line} {part}" if line else part
+    lines.append(line)
+    return " \\\n".join(lines)
+
+
 def _phases(run: Path) -> list[tuple[Path, dict]]:
     """The run and the runs it was fine-tuned from (``--init-from``), earliest first, with their configs."""
     chain = []
@@ -72,7 +93,9 @@ def _phases(run: Path) -> list[tuple[Path, dict]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="the shipped training run (its --init-from chain gives the phases)")
+    src.add_argument("--from-card", metavar="DIR", help="rebuild README.md from DIR/card.json and DIR/meta.json only")
     ap.add_argument("--out", default="models")
     ap.add_argument("--val-eval")
     ap.add_argument("--hires-eval")
@@ -81,6 +104,12 @@ def main(argv=None) -> int:
     ap.add_argument("--bench-pipeline", help="bench/pipeline.py --json output")
     ap.add_argument("--latency", help="tests/test_browser.py latency JSON (upload to result in the app)")
     a = ap.parse_args(argv)
+    if a.from_card:
+        d = Path(a.from_card)
+        card, meta = json.loads((d / "card.json").read_text()), json.loads((d / "meta.json").read_text())
+        (d / "README.md").write_text(render_readme(card, meta))
+        print(f"wrote {d}/README.md from {d}/card.json")
+        return 0
     run, out = Path(a.run), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for f in ("meta.json", "history.csv", "val_predictions.csv"):
@@ -145,7 +174,17 @@ def main(argv=None) -> int:
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2))
+    (out / "README.md").write_text(render_readme(card, meta))
+    print(f"wrote {out}/card.json and {out}/README.md")
+    return 0
 
+
+def render_readme(card: dict, meta: dict) -> str:
+    """The model card as Markdown, from card.json and meta.json (every figure comes from them)."""
+    train_m = card["validation_thumbnails_no_tta"]
+    val_e, hires_e = card.get("validation_thumbnails_full_path_tta"), card.get("hires_40_full_size_path")
+    xc, phases = card.get("attention_xception"), card["training"]["phases"]
+    trainable = card["architecture"].get("trainable_fraction_of_backbone")
     gap = None
     if val_e and hires_e and val_e.get("mae") is not None and hires_e.get("mae") is not None:
         gap = hires_e["mae"] - val_e["mae"]
@@ -157,7 +196,7 @@ def main(argv=None) -> int:
         "## What it is",
         f"An attention CNN that reads a hand radiograph (after boneage's preprocessing pipeline) and the child's sex and "
         f"returns bone age in months. Backbone **{meta['backbone']}** (ImageNet-initialised from offline weights, "
-        f"{cfg.get('trainable_fraction', 1.0):.0%} of its layers fine-tuned in the last phase), a learned spatial attention map that weights the last "
+        f"{1.0 if trainable is None else trainable:.0%} of its layers fine-tuned in the last phase), a learned spatial attention map that weights the last "
         f"feature maps before pooling, a small dense branch for sex, one linear output; MAE loss. Input "
         f"{meta['image_height']}×{meta['image_width']} grayscale (the hand masked, aligned and cropped by `boneage.pipeline`).",
         "",
@@ -200,30 +239,34 @@ def main(argv=None) -> int:
               "Not the default: too slow to fine-tune end to end on 2 CPU cores (≈6–14 images/s at 160×128), and heavier at inference."]
     else:
         L += ["Not measured in this build."]
-    L += ["", "## Training", "- commands (in order): " + "; then ".join(f"`{c}`" for c in card["training"]["command"]),
-          *[f"- phase {i + 1}: {p['epochs_run']} epochs, {p['trainable_fraction']} of the backbone trainable, peak LR "
-            f"{p['learning_rate']}, augmentation ×{p['augment_strength']}"
-            + (f", weight EMA {p['ema_momentum']}" if p["ema_momentum"] else "")
-            + (f", inputs from pipeline version {p['pipeline_version']}" if p.get("pipeline_version") else "")
-            + f", {(p['train_seconds'] or 0) / 60:.0f} min, validation MAE {_fmt(p['val_mae'])} (no TTA)"
-            for i, p in enumerate(phases)],
-          f"- in all {card['training']['total_train_minutes']:.0f} min of training on {train_m['hardware']} (shared with other work)",
+    commands = card["training"]["command"]
+    L += ["", "## Training",
+          f"{len(commands)} phase{'s' if len(commands) > 1 else ''}, run in this order; each later phase starts from the "
+          "weights of the one before (`--init-from`). Reproduce the model by running the commands in turn.", ""]
+    for i, cmd in enumerate(commands):
+        p = phases[i - len(commands) + len(phases)] if i >= len(commands) - len(phases) else None
+        what = (f"{p['epochs_run']} epochs, {p['trainable_fraction']:.0%} of the backbone trainable, peak learning rate "
+                f"{p['learning_rate']}, augmentation ×{p['augment_strength']}"
+                + (f", weight EMA {p['ema_momentum']}" if p["ema_momentum"] else "")
+                + (f", inputs from pipeline version {p['pipeline_version']}" if p.get("pipeline_version") else "")
+                + f"; {(p['train_seconds'] or 0) / 60:.0f} min; validation MAE {_fmt(p['val_mae'])} months (no TTA)"
+                ) if p else "not measured"
+        L += [f"{i + 1}. **Phase {i + 1}**: {what}.", "", "   ```bash",
+              textwrap.indent(command_lines(cmd), "   "), "   ```", ""]
+    L += [f"- in all {card['training']['total_train_minutes']:.0f} min of training on {train_m['hardware']} (shared with other work)",
           "- AdamW, cosine LR with warm-up, batch 32; augmentation at ×1: flips, ±15° rotation, ±6 % shift, ±10 % zoom, "
           "contrast, brightness, gamma, noise (later phases scale every range by the factor above, so the model fits closer)",
           "", "## Prediction", "- uncertainty_months = √(validation residual SD² + TTA SD²): one standard deviation, mostly model error",
           f"- validation residual SD: {meta.get('val_residual_sd_months', 0):.2f} months"]
-    if bench:
-        L += ["", "## Speed (measured by `bench/predict.py`)", "", "| figure | value |", "|---|---|"]
-        L += [f"| {k} | {v} |" for k, v in bench.items()]
+    if card.get("benchmarks"):
+        L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
     L += ["", "## Files", f"- `model.keras` sha256 `{card['sha256']['model.keras']}`",
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
           "- `card.json`: this card as data; `history.csv`: training curves; `val_predictions.csv`: validation predictions",
           "", "## Not for clinical use",
           "Errors of 1–2 years occur. The model has seen only one hospital system's children, only thumbnails, and one reader's "
           "labels. Never use it to diagnose or to decide treatment."]
-    (out / "README.md").write_text("\n".join(L) + "\n")
-    print(f"wrote {out}/card.json and {out}/README.md")
-    return 0
+    return "\n".join(L) + "\n"
 
 
 if __name__ == "__main__":

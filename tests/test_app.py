@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -365,6 +366,12 @@ def test_model_page_renders_card_curves_architecture(app_model):
     assert len(plotly_charts(at)) == 1  # training curves
     assert any("parameters" in c.value for c in at.caption)
     assert at.code and "Total params" in at.code[0].value
+    if (ui.model_dir() / "benchmarks.json").is_file():  # readable tables: words and units, no raw floats
+        tables = [d.value for d in at.dataframe if list(d.value.columns)[:1] in (["figure"], ["case"])]
+        figures = pd.concat([t for t in tables if list(t.columns) == ["figure", "value"]])
+        assert figures["value"].str.contains(r" ms$").any() and not figures["figure"].str.contains("_").any()
+        cells = " ".join(" ".join(map(str, t.to_numpy().ravel())) for t in tables)
+        assert "load_ms_median" not in cells and not re.search(r"\d\.\d{4,}", cells)
 
 
 def test_pages_degrade_gracefully_without_a_model(app_model, tmp_path, monkeypatch):

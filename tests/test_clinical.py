@@ -233,7 +233,7 @@ def test_sex_aliases(sex, want):
     assert normalise_sex(sex) == want
 
 
-@pytest.mark.parametrize("sex", ["X", "", "unknown", None, 1])
+@pytest.mark.parametrize("sex", ["X", "", "unknown", None, 2, 0.5])
 def test_bad_sex_is_an_error(sex):
     with pytest.raises(ClinicalInputError, match="sex"):
         interpret(100, sex, chronological_age_months=100)

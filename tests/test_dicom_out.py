@@ -102,6 +102,7 @@ def test_dicom_input_results_join_the_source_study(predictor, source, tmp_path):
     text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
     assert f"{r.bone_age_months:.1f}" in text
     assert "Doe" in text  # patient label from the source
+    assert "patient ID P-0042" in text and "accession ACC-7" in text
 
 
 def test_non_dicom_input_gets_a_new_study(predictor, tmp_path):

@@ -690,3 +690,12 @@ def test_fuzzed_headers_only_raise_image_error():
             else:
                 assert img.pixels.dtype == np.float32 and img.pixels.ndim == 2
                 assert 0.0 <= img.pixels.min() and img.pixels.max() <= 1.0
+
+
+def test_dicom_patient_id_and_accession_number_for_the_report():
+    ds = make_dicom(dicom_ramp(), PatientID="  MRN 0042\n", AccessionNumber="ACC-7", **DEMOGRAPHICS)
+    m = load_image(dicom_bytes(ds, enforce_file_format=True)).meta
+    assert (m.patient_id, m.accession_number) == ("MRN 0042", "ACC-7")
+    assert json.loads(json.dumps(m.to_dict()))["patient_id"] == "MRN 0042"
+    bare = load_image(dicom_bytes(make_dicom(dicom_ramp()), enforce_file_format=True)).meta
+    assert bare.patient_id is None and bare.accession_number is None

@@ -120,3 +120,60 @@ def test_growth_chart_png_is_a_png():
     png = growth_chart_png("M", 150, 132, 9)
     im = Image.open(io.BytesIO(png))
     assert im.format == "PNG" and im.size[0] > im.size[1] > 300
+
+
+# ------------------------------------------------------- issue #12 additions
+def test_footer_states_the_two_sd_rule_and_the_references():
+    text = _page_text(_pdf(_report(interpret(143.5, "F", chronological_age_months=120))))
+    for needle in ("beyond -2 SD delayed, beyond +2 SD advanced", "Greulich WW, Pyle SI",
+                   "Bayley N, Pinneau SR. J Pediatr 1952;40:423-441", "Tanner JM", DISCLAIMER):
+        assert needle in text, needle
+    assert "retard" not in text.lower()
+
+
+def test_patient_id_and_accession_number_in_the_header():
+    text = _page_text(_pdf(_report(None, patient_id="MRN-12345", accession_number="ACC-987")))
+    assert "patient ID MRN-12345" in text and "accession ACC-987" in text
+
+
+def test_target_height_and_comparison_lines():
+    interp = interpret(144, "F", chronological_age_months=144, height_cm=153.0,  # 153.0 / 0.922 = 165.9
+                       father_height_cm=180, mother_height_cm=165)
+    text = _page_text(_pdf(_report(interp, bone_age_months=144)))
+    assert "Target height" in text and "166.0 cm (range 157.5-174.5 cm" in text
+    assert "Adult vs target" in text and "within the target range" in text
+
+
+def test_every_refusal_carries_its_reason_in_the_pdf():
+    # Boy of 17 past the SD table, height given, bone age past the accelerated table.
+    interp = interpret(228, "M", chronological_age_months=210, height_cm=175)
+    text = _page_text(_pdf(_report(interp, sex="M", bone_age_months=228)))
+    assert "no Greulich-Pyle SD for boys older than 17 y 0 m" in text
+    assert "not given: bone age 19 y 0 m is outside the Bayley-Pinneau" in text
+    # Lower-bound Z is marked as such.
+    lb = interpret(216, "F", chronological_age_months=120)
+    text = _page_text(_pdf(_report(lb, bone_age_months=216)))
+    assert ">= +8.18 (lower bound)" in text and "advanced" in text
+
+
+def test_follow_up_visits_and_velocity_in_the_pdf():
+    from boneage.followup import Visit, follow_up
+
+    fu = follow_up([Visit(96, 90, date(2022, 1, 5), 14.5, "a.png"),
+                    Visit(120, 118, date(2024, 1, 5), 14.5, "b.png"),
+                    Visit(143.5, 143.5, date(2025, 12, 20), 14.5, "c.png")], "F")
+    interp = interpret(143.5, "F", chronological_age_months=143.5, height_cm=145)
+    reader = _pdf(_report(interp, follow_up=fu, warnings=["w1", "w2", "w3"]))
+    assert len(reader.pages) == 1
+    text = _page_text(reader)
+    assert "Follow-up" in text and "2022-01-05" in text and "2025-12-20" in text
+    assert "3 visits over" in text and "bone-age velocity" in text
+    assert len(list(reader.pages[0].images)) == 2  # radiograph and the chart with the visits
+
+
+def test_chart_draws_every_visit():
+    fig = growth_chart("F", 143.5, 143.5, 10, visits=[(96, 90), (120, 118), (143.5, 143.5)])
+    visits = next(t for t in fig.data if t.name == "Visits (follow-up)")
+    assert list(visits.x) == pytest.approx([8.0, 10.0, 143.5 / 12])
+    assert list(visits.y) == pytest.approx([7.5, 118 / 12, 143.5 / 12])
+    assert growth_chart_png("F", 143.5, 143.5, 10, visits=[(96, 90), (143.5, 143.5)]).startswith(b"\x89PNG")

@@ -75,6 +75,11 @@ def test_predict_answers_the_cli_json(client, predictor):
         (dict(path=THUMBS[0], sex="F", birth_date="2020-13-45"), 422, "birth_date"),
         (dict(path=THUMBS[0], sex="F", age_months="ten"), 422, "age_months"),
         (dict(path=THUMBS[0], sex="F", age_months=-5), 422, "age"),
+        (dict(path=THUMBS[0], sex="F", father_height_cm=-170, mother_height_cm=160), 422,
+         "father's height must be positive"),
+        (dict(path=THUMBS[0], sex="F", father_height_cm=175, mother_height_cm=300), 422,
+         "mother's height 300 cm is not plausible"),
+        (dict(path=THUMBS[0], sex="F", father_height_cm=175), 422, "mother's height missing"),
     ],
 )
 def test_bad_input_is_a_one_line_json_4xx(client, kwargs, status, needle):
@@ -157,3 +162,12 @@ def test_admission_limit_answers_503_then_recovers():
             assert d.status_code == 500
             assert d.json()["error"] == "unexpected RuntimeError: boom"
         assert c.get("/health").json()["in_flight"] == 0
+
+
+def test_parents_heights_give_the_target_height(client):
+    r = _post(client, HIRES[0], name=HIRES[0].name, sex="F", age_months=130, height_cm=145,
+              father_height_cm=180, mother_height_cm=165)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["target_height_cm"] == 166.0 and d["target_height_range_cm"] == [157.5, 174.5]
+    assert d["target_comparison"] and d["percentile_text"]

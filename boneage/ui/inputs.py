@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from ..paths import SAMPLES_DIR
+from ..vocab import SEX_CODES, Sex, format_age, from_male, male_or_none, sex_label, sex_word
 from .state import Source, digest
 
 UPLOAD_MODE, SAMPLE_MODE = "Upload a radiograph", "Use a sample"
@@ -30,17 +31,12 @@ class Sample:
     male: bool
 
     @property
-    def sex(self) -> str:
-        return "M" if self.male else "F"
+    def sex(self) -> Sex:
+        return from_male(self.male)
 
     @property
     def label(self) -> str:
-        return f"#{self.id} · {'boy' if self.male else 'girl'} · reader {format_months(self.boneage_months)}"
-
-
-def format_months(m: float) -> str:
-    y, mm = divmod(int(round(max(0.0, float(m)))), 12)
-    return f"{y} y {mm} m"
+        return f"#{self.id} · {sex_word(self.sex)} · reader {format_age(self.boneage_months)}"
 
 
 @st.cache_data(show_spinner=False)
@@ -54,7 +50,7 @@ def samples() -> list[Sample]:
     for r in df.sort_values("boneage_months").itertuples(index=False):
         p = SAMPLES_DIR / f"{r.id}.png"
         if p.is_file():
-            out.append(Sample(str(r.id), str(p), float(r.boneage_months), str(r.male).strip().lower() == "true"))
+            out.append(Sample(str(r.id), str(p), float(r.boneage_months), bool(male_or_none(r.male))))
     return out
 
 
@@ -118,9 +114,9 @@ def clinical_inputs(src: Source, meta) -> ClinicalInputs:
     pat_age = getattr(meta, "patient_age_months", None)
     c1, c2, c3 = st.columns([1, 2, 1])
     with c1:
-        opts = ("F", "M")
+        opts = SEX_CODES
         sex = st.radio("Sex", opts, index=opts.index(sex_default) if sex_default in opts else None, horizontal=True,
-                       key=f"sex_{k}", format_func=lambda s: "Female" if s == "F" else "Male",
+                       key=f"sex_{k}", format_func=lambda s: sex_label(s).capitalize(),
                        help="Pre-filled from the DICOM tags when present. The reference differs for boys and girls.")
     with c2:
         modes = (AGE_NONE, AGE_DIRECT, AGE_DATES)

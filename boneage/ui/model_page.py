@@ -32,6 +32,20 @@ def render_mapping(d, level: int = 0) -> None:
                 st.markdown("\n".join(f"- {x}" for x in v) or "_none_")
 
 
+def show_benchmarks(data: dict) -> None:
+    """``benchmarks.json`` as one table per benchmark script, figures in words with their units."""
+    from ..benchmarks import sections
+
+    for sec in sections(data):
+        st.markdown(f"##### {sec.title}")
+        if sec.figures:
+            st.dataframe(pd.DataFrame([{"figure": f.label, "value": f.value} for f in sec.figures]), hide_index=True,
+                         width="stretch")
+        for t in sec.tables:
+            st.caption(t.title)
+            st.dataframe(pd.DataFrame(t.rows, columns=t.columns), hide_index=True, width="stretch")
+
+
 def model_files() -> dict:
     """What the model folder holds; each entry None when its file is absent or unreadable."""
     d = model_dir()

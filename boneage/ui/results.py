@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ..pipeline import STAGE_NOTES, STAGES
+from ..vocab import sex_label
 from .images import downscale
 from .state import Source
 
@@ -65,7 +66,7 @@ def show_prediction(pred, src: Source) -> None:
         cols[3].metric("Reader's bone age", f"{src.sample.boneage_months:.0f} months", f"{diff:+.1f} months (model − reader)",
                        delta_color="off")
     else:
-        cols[3].metric("Sex", "Male" if pred.sex == "M" else "Female")
+        cols[3].metric("Sex", sex_label(pred.sex).capitalize())
 
     if pred.warnings:
         for w in pred.warnings:
