@@ -14,6 +14,7 @@ st.set_page_config(page_title="boneage: bone age from a hand X-ray", page_icon=s
 nav = st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/predict.py", title="Predict", icon=":material/radiology:"),
+    st.Page("pages/follow_up.py", title="Follow-up", icon=":material/timeline:"),
     st.Page("pages/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
     st.Page("pages/dataset.py", title="Dataset errors", icon=":material/query_stats:"),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:"),

@@ -217,7 +217,7 @@ def cmd_predict(a) -> int:
             extra = {"dicom_files": dicom_files} if a.dicom_out else {}
             print(json.dumps({"file": str(f), **r.to_dict(), **extra}), flush=True)
         else:
-            print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} "
+            print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} months "
                   f"[{r.sex}, model {r.model_version}]")
             if r.clinical is not None:
                 print(f"  {r.clinical.summary()}")

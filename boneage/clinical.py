@@ -43,8 +43,9 @@ How the numbers were obtained:
   same tables are in rcpchgrowth-python's data_tables/bayley_pinneau/*.csv),
   whose header rows we re-derived from the body of predicted heights (body =
   height / percentage).  Then checked cell by cell against the scan of the
-  printed paper [BP52] (issue #12): every stored percentage was right, and
-  five column ages were corrected (see the table notes).  tests/test_clinical.py
+  printed paper [BP52]; that check was made by the project and reported in
+  issue #12 (every stored percentage right, five column ages wrong), and this
+  module applies its corrections (see the table notes).  tests/test_clinical.py
   reproduces the paper's own worked examples.
 """
 from __future__ import annotations
@@ -336,9 +337,8 @@ _BP_RAW: dict[tuple[str, str], tuple[tuple[int, int, float], ...]] = {
     ),
 }
 #: Our table keys.  User-facing text says "delayed"; [BP52] calls that table
-#: "retarded", a word we keep to citations (`BP_TABLE_PRINTED_NAMES`).
+#: "retarded", a word we keep to citations.
 BP_TABLES = ("average", "accelerated", "delayed")
-BP_TABLE_PRINTED_NAMES = {"average": "average", "accelerated": "accelerated", "delayed": "retarded"}
 
 
 def bp_table(sex: str, table: str) -> tuple[np.ndarray, np.ndarray]:

@@ -149,8 +149,8 @@ def empty_figure(message: str = "No predictions match the filters"):
 
 def _hover(df: pd.DataFrame) -> tuple[np.ndarray, str]:
     custom = np.stack([df["id"].astype(str), df["boneage_months"], df["predicted_months"], df["error"]], axis=1)
-    tpl = ("id %{customdata[0]}<br>true %{customdata[1]:.0f} m<br>predicted %{customdata[2]:.1f} m"
-           "<br>error %{customdata[3]:+.1f} m<extra></extra>")
+    tpl = ("id %{customdata[0]}<br>true %{customdata[1]:.0f} months<br>predicted %{customdata[2]:.1f} months"
+           "<br>error %{customdata[3]:+.1f} months<extra></extra>")
     return custom, tpl
 
 
@@ -197,11 +197,11 @@ def bland_altman_figure(df: pd.DataFrame):
                                  hovertemplate=tpl))
     fig.add_hline(y=0, line=dict(color="lightgrey", width=1))
     label = dict(annotation_position="top left", annotation_bgcolor="rgba(255,255,255,0.85)")
-    fig.add_hline(y=st_["bias"], line=dict(color="black", width=2), annotation_text=f"bias {st_['bias']:+.1f} m",
+    fig.add_hline(y=st_["bias"], line=dict(color="black", width=2), annotation_text=f"bias {st_['bias']:+.1f} months",
                   **label)
     for key, word in (("upper", "+1.96 SD"), ("lower", "−1.96 SD")):
         fig.add_hline(y=st_[key], line=dict(color="black", width=1, dash="dot"),
-                      annotation_text=f"{word}: {st_[key]:+.1f} m", **label)
+                      annotation_text=f"{word}: {st_[key]:+.1f} months", **label)
     fig.update_layout(template=TEMPLATE, title="Bland–Altman: agreement with the reader",
                       legend=dict(x=0.99, xanchor="right", y=0.99), margin=dict(l=60, r=20, t=50, b=50), height=420)
     fig.update_xaxes(title_text="Mean of predicted and true (months)")

@@ -32,6 +32,7 @@ TITLE = "Bone age report (Greulich-Pyle)"
 MAX_WARNINGS = 6  # keep the report on one page; the app shows the full list
 MAX_WARNING_CHARS = 120  # one line of 8 pt text across the page
 MIN_CHART_H = 35.0  # mm; a growth chart any smaller cannot be read
+MAX_VISIT_LINES = 5  # follow-up visits listed by date; the chart shows them all
 
 # A4 portrait, millimetres.
 PAGE_W, PAGE_H, MARGIN = 210.0, 297.0, 12.0
@@ -64,7 +65,7 @@ def _png_bytes(image_rgb: np.ndarray) -> io.BytesIO:
 def _number_rows(bone_age_months: float, uncertainty_months: float | None, sex: str,
                  interp: ClinicalInterpretation | None) -> list[tuple[str, str]]:
     """(label, value) rows of the numbers table, in the order a clinician reads them."""
-    unc = "" if uncertainty_months is None else f" ± {uncertainty_months:.1f} m"
+    unc = "" if uncertainty_months is None else f" ± {uncertainty_months:.1f} months"
     rows = [("Sex", sex_label(sex)),
             ("Bone age", f"{format_age(bone_age_months)} ({bone_age_months:.1f} months){unc}")]
     if interp is None:
@@ -172,7 +173,12 @@ def make_pdf_report(*, image_rgb: np.ndarray, bone_age_months: float, uncertaint
         pdf.set_font("Helvetica", "B", 9)
         pdf.cell(col_w, 5, "Follow-up", new_x="LEFT", new_y="NEXT")
         pdf.set_font("Helvetica", "", 8)
-        for v in follow_up.visits:
+        shown = follow_up.visits[-MAX_VISIT_LINES:]
+        if len(shown) < len(follow_up.visits):
+            pdf.set_x(col_x)
+            pdf.cell(col_w, 4, f"{len(follow_up.visits) - len(shown)} earlier visits on the chart",
+                     new_x="LEFT", new_y="NEXT")
+        for v in shown:
             when = v.study_date.isoformat() if v.study_date else "date not given"
             pdf.set_x(col_x)
             pdf.cell(col_w, 4, _latin1(f"{when}: age {format_age(v.chronological_age_months)}, bone age "

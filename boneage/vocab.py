@@ -12,9 +12,12 @@ Decisions:
   (:func:`model_input`), as in training (RSNA's ``male`` column).
 * **One word** per sex for sentences (:func:`sex_word`: boy/girl, boys/girls) and one label for
   tables and legends (:func:`sex_label`: female/male, the dataset page's filter values).
-* **One age formatter** (:func:`format_age`): years and months as clinicians read them, e.g.
-  ``"11 y 11.5 m"`` (months to one decimal). Every age and age difference the package prints goes
-  through it, so its wording changes in one place.
+* **One age formatter** (:func:`format_age`): years and whole months in words, as a report reads
+  them (``"11 years 6 months"``, ``"1 year 0 months behind"``), and months alone under a year, to
+  one decimal where that is what is meant (``"0.1 months"``, ``"5 months"``). The short form
+  ``"1 y 0.1 m"`` it replaced read badly (issue 15: a tenth of a month is noise beside a year,
+  and "m" reads as metres in a report with heights). Every age and age difference the package
+  prints goes through it, so its wording changes in one place.
 """
 from __future__ import annotations
 
@@ -113,11 +116,21 @@ SEX_LABELS: tuple[str, str] = (_LABELS[FEMALE], _LABELS[MALE])
 
 
 def format_age(months: float) -> str:
-    """An age (or an age difference) in years and months: ``"11 y 11.5 m"`` (months to one decimal).
+    """An age (or an age difference) in words: ``"11 years 6 months"``, ``"1 year 0 months"``; under a
+    year, months alone to one decimal (``"0.1 months"``, ``"5 months"``, ``"1 month"``).
 
     The one age formatter of the package: the CLI, the app, the PDF report and the clinical
-    sentences all print ages through it.
+    sentences all print ages through it. Whole months from a year up (rounded half up, so
+    143.5 months is "12 years 0 months", never "11 years 12 months").
     """
-    tenths = round(float(months) * 10)
-    years, rem = divmod(abs(tenths), 120)
-    return f"{'-' if tenths < 0 else ''}{years} y {rem / 10:g} m"
+    value = float(months)
+    sign, a = ("-" if value < 0 else ""), abs(value)
+    tenths = math.floor(a * 10 + 0.5) / 10
+    if tenths < 12:
+        return f"{sign}{tenths:g} {_plural(tenths, 'month')}" if tenths else "0 months"
+    years, rem = divmod(math.floor(a + 0.5), 12)
+    return f"{sign}{years} {_plural(years, 'year')} {rem} {_plural(rem, 'month')}"
+
+
+def _plural(n: float, word: str) -> str:
+    return word if n == 1 else word + "s"

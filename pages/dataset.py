@@ -72,7 +72,8 @@ with ui.guard("Dataset errors"):
     cols = st.columns(4)
     for i, r in enumerate(worst.itertuples()):
         with cols[i % 4]:
-            cap = f"#{r.id} · {r.sex} · true {r.boneage_months:.0f} m · predicted {r.predicted_months:.0f} m ({r.error:+.0f})"
+            cap = (f"#{r.id} · {r.sex} · reader {r.boneage_months:.0f} months · model {r.predicted_months:.0f} months "
+                   f"({r.error:+.0f})")
             if thumbs.get(r.id) is not None:
                 st.image(thumbs[r.id], caption=cap, width="stretch")
             else:

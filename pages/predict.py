@@ -20,9 +20,8 @@ with ui.guard("Prediction"):
         st.info("Choose the sex: the reference differs for boys and girls.", icon=":material/wc:")
         st.stop()
     try:
-        pred = ui.predict(src, inp.sex, chronological_age_months=inp.chronological_age_months,
-                          birth_date=inp.birth_date, study_date=inp.study_date, height_cm=inp.height_cm)
+        pred = ui.predict(src, inp.sex, **inp.clinical_kwargs)
     except ClinicalInputError as e:
         st.error(f"Clinical inputs: {e}. The bone age is shown without the interpretation.", icon=":material/error:")
         pred = ui.predict(src, inp.sex)
-    ui.show_prediction(pred, src)
+    ui.show_prediction(pred, src, patient_id=inp.patient_id, accession_number=inp.accession_number)

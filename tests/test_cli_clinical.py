@@ -69,7 +69,7 @@ def test_several_files_of_one_child_give_the_bone_age_velocity(capsys, tmp_path)
     assert v["visits"][1]["chronological_age_months"] == 138.0
     want = (second["bone_age_months"] - first["bone_age_months"]) / (138.0 - 108.0)
     assert v["bone_age_velocity"] == pytest.approx(want, abs=0.01)
-    assert v["bone_age_velocity_sd"] > 0 and "2 visits over 2 y 6 m" in v["summary"]
+    assert v["bone_age_velocity_sd"] > 0 and "2 visits over 2 years 6 months" in v["summary"]
 
     # The same visits in text form, then the first reading reused as an earlier result.
     earlier = tmp_path / "earlier.jsonl"
@@ -77,7 +77,7 @@ def test_several_files_of_one_child_give_the_bone_age_velocity(capsys, tmp_path)
     rc, out, err = _run(capsys, B, "--sex", "F", "--birth-date", "2012-03-01", "--study-date", "2023-09-01",
                         "--previous", str(earlier))
     assert rc == 0, err
-    assert out[-2].startswith("follow-up (girl): 2 visits over 2 y 6 m: bone-age velocity")
+    assert out[-2].startswith("follow-up (girl): 2 visits over 2 years 6 months: bone-age velocity")
     assert f"{A} -> {B}: 30.0 months" in out[-1]
 
 

@@ -112,8 +112,8 @@ def test_status_defined_at_table_edges(sex, ca, ba):
     assert r.status in {"normal", "advanced", "delayed"} and r.z_score is not None
 
 
-@pytest.mark.parametrize("sex, ca, edge", [("M", 2.5, "younger than 0 y 3 m"), ("M", 205, "older than 17 y 0 m"),
-                                           ("F", 193, "older than 16 y 0 m"), ("F", 0, "younger than 0 y 3 m")])
+@pytest.mark.parametrize("sex, ca, edge", [("M", 2.5, "younger than 3 months"), ("M", 205, "older than 17 years 0 months"),
+                                           ("F", 193, "older than 16 years 0 months"), ("F", 0, "younger than 3 months")])
 def test_indeterminate_outside_reference_ages_without_a_number(sex, ca, edge):
     r = interpret(100, sex, chronological_age_months=ca)
     assert r.status == "indeterminate"
@@ -129,8 +129,8 @@ def test_past_the_sd_table_the_statement_says_what_is_still_known():
     r = interpret(216, "F", chronological_age_months=204)
     assert r.status == "indeterminate" and r.z_score is None
     assert "the skeleton is mature" in r.status_reason
-    assert "at 16 y 0 m, the table's last age, 2 SD was 14.6 months" in r.status_reason  # 2 x 7.31
-    assert "1 y 0 m ahead of chronological age" in r.summary()
+    assert "at 16 years 0 months, the table's last age, 2 SD was 14.6 months" in r.status_reason  # 2 x 7.31
+    assert "1 year 0 months ahead of chronological age" in r.summary()
     assert r.status_reason in r.summary()
 
 
@@ -440,7 +440,7 @@ def test_constitutionally_delayed_boy_past_13_gets_the_average_table_with_a_note
     assert bp_table_choice(_ym(13, 6), 180) == "delayed"
     assert r.bp_table == "average"
     assert r.predicted_adult_height_cm == pytest.approx(150.0 / 0.902)  # average 13-6: 90.2 %
-    assert "delayed table ends at 13 y 0 m" in r.adult_height_note
+    assert "delayed table ends at 13 years 0 months" in r.adult_height_note
     assert "88.0% against the average's 87.6%" in r.adult_height_note
     assert r.adult_height_note in r.summary() and "166.3 cm" in r.summary()
     # At 13-0 itself the delayed table still applies.

@@ -25,7 +25,7 @@ def test_two_visits_velocity_is_bone_age_change_over_time():
     assert f.intervals[0].velocity == pytest.approx(1.25)
     assert f.intervals[0].months == 24 and f.intervals[0].bone_age_change_months == 30
     assert f.velocity_sd is None and "precision is unknown" in f.summary()
-    assert "2 visits over 2 y 0 m" in f.summary() and "1.25" in f.summary()
+    assert "2 visits over 2 years 0 months" in f.summary() and "1.25" in f.summary()
 
 
 def test_three_visits_velocity_is_the_least_squares_slope():

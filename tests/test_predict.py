@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,13 @@ def test_cli_predict_json_lines(model_dir):
     assert len(lines) == 2
     assert {"bone_age_months", "uncertainty_months", "warnings", "model_version"} <= set(lines[0])
     assert r.stderr.strip() == ""  # no TensorFlow noise
+
+
+def test_cli_predict_text_gives_units(model_dir):
+    r = _cli("predict", str(HIRES / "1437.png"), "--sex", "F", "--age-months", "130", "--model", str(model_dir))
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.splitlines()[0]
+    assert re.search(r"bone age [\d.]+ months \(\d+ years? \d+ months?\) ± [\d.]+ months ", first), first
 
 
 @pytest.mark.parametrize("case", ["text", "missing", "nosex"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 
 import numpy as np
@@ -55,6 +56,8 @@ def test_full_report_is_one_page_with_image_chart_and_numbers():
     for needle in ("143.5", "+2.00", "advanced", "Bayley-Pinneau", "attn-xception-v3", "2026-11-27",
                    "Study 0042", "Image is slightly rotated.", "Greulich-Pyle", DISCLAIMER):
         assert needle in text, needle
+    assert re.search(r"± \d+\.\d months", text) and not re.search(r"± [\d.]+ m\b", text)  # "m" read as metres
+    assert "12 years 0 months" in text  # ages in words: 143.5 months
 
 
 def test_chart_left_out_without_chronological_age():
@@ -148,8 +151,8 @@ def test_every_refusal_carries_its_reason_in_the_pdf():
     # Boy of 17 past the SD table, height given, bone age past the accelerated table.
     interp = interpret(228, "M", chronological_age_months=210, height_cm=175)
     text = _page_text(_pdf(_report(interp, sex="M", bone_age_months=228)))
-    assert "no Greulich-Pyle SD for boys older than 17 y 0 m" in text
-    assert "not given: bone age 19 y 0 m is outside the Bayley-Pinneau" in text
+    assert "no Greulich-Pyle SD for boys older than 17 years 0 months" in text
+    assert "not given: bone age 19 years 0 months is outside the Bayley-Pinneau" in text
     # Lower-bound Z is marked as such.
     lb = interpret(216, "F", chronological_age_months=120)
     text = _page_text(_pdf(_report(lb, bone_age_months=216)))
@@ -177,3 +180,16 @@ def test_chart_draws_every_visit():
     assert list(visits.x) == pytest.approx([8.0, 10.0, 143.5 / 12])
     assert list(visits.y) == pytest.approx([7.5, 118 / 12, 143.5 / 12])
     assert growth_chart_png("F", 143.5, 143.5, 10, visits=[(96, 90), (143.5, 143.5)]).startswith(b"\x89PNG")
+
+
+def test_long_follow_up_keeps_one_page_and_the_chart():
+    from boneage.followup import Visit, follow_up
+
+    vs = [Visit(60 + 12 * i, 58 + 12 * i, date(2014 + i, 1, 5), 14.5, f"v{i}.png") for i in range(12)]
+    interp = interpret(vs[-1].bone_age_months, "F", chronological_age_months=vs[-1].chronological_age_months,
+                       height_cm=145, father_height_cm=180, mother_height_cm=165)
+    reader = _pdf(_report(interp, bone_age_months=vs[-1].bone_age_months, follow_up=follow_up(vs, "F"),
+                          warnings=[f"w{i}" for i in range(8)], patient_id="MRN1", accession_number="ACC2"))
+    assert len(reader.pages) == 1 and len(list(reader.pages[0].images)) == 2
+    text = _page_text(reader)
+    assert "7 earlier visits on the chart" in text and "2025-01-05" in text and DISCLAIMER in text

@@ -49,8 +49,10 @@ def test_one_model_encoding_and_one_word():
     assert [vocab.sex_label(s) for s in vocab.SEX_CODES] == list(vocab.SEX_LABELS) == ["female", "male"]
 
 
-@pytest.mark.parametrize("months, text", [(0, "0 y 0 m"), (143.5, "11 y 11.5 m"), (120, "10 y 0 m"),
-                                          (11.96, "1 y 0 m"), (-13, "-1 y 1 m")])
+@pytest.mark.parametrize("months, text", [(0, "0 months"), (143.5, "12 years 0 months"), (120, "10 years 0 months"),
+                                          (11.96, "1 year 0 months"), (-13, "-1 year 1 month"), (12.1, "1 year 0 months"),
+                                          (0.1, "0.1 months"), (1, "1 month"), (5, "5 months"), (11.94, "11.9 months"),
+                                          (142.5, "11 years 11 months"), (25, "2 years 1 month")])
 def test_the_one_age_formatter(months, text):
     assert format_age(months) == text
 

@@ -9,7 +9,7 @@ The package is split along its seams; pages use ``from boneage import ui`` and `
 ``images``     display copies and thumbnails
 ``inputs``     the image picker (upload or sample) and the clinical input widgets
 ``results``    the prediction and pipeline panels
-``home_page``, ``dataset_page``, ``model_page``: helpers only one page uses
+``home_page``, ``dataset_page``, ``model_page``, ``follow_up_page``: helpers only one page uses
 ============== ==========================================================================
 
 All real work is done by the rest of ``boneage``.
@@ -23,7 +23,8 @@ from .images import DISPLAY_MAX_SIDE, downscale, safe_thumbnail, thumbnail
 from .inputs import (AGE_DATES, AGE_DIRECT, AGE_NONE, SAMPLE_MODE, UPLOAD_HELP, UPLOAD_MODE, ClinicalInputs, Sample,
                      clinical_inputs, image_source, sample_source, samples)
 from .model_page import architecture_summary, model_files, render_mapping, show_benchmarks
-from .results import plain_warning, prediction_csv, prediction_record, show_pipeline, show_prediction, stage_caption
+from .results import (follow_up_pdf, plain_warning, prediction_csv, prediction_record, show_interpretation,
+                      show_pipeline, show_prediction, stage_caption)
 from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, model_identity, model_meta,
                     model_pipeline_params, model_version, predict, read_json, run_pipeline_cached, sidebar)
 
@@ -34,6 +35,6 @@ __all__ = [
     "get_predictor", "guard", "image_source", "load", "model_dir", "model_files", "model_identity", "model_meta",
     "model_pipeline_params", "model_version", "page_link", "plain_warning", "predict", "prediction_csv",
     "prediction_record", "read_json", "render_mapping", "run_pipeline_cached", "safe_thumbnail", "sample_gallery",
-    "sample_source", "samples", "show_benchmarks", "show_pipeline", "show_prediction", "sidebar", "stage_caption",
+    "follow_up_pdf", "sample_source", "samples", "show_interpretation", "show_benchmarks", "show_pipeline", "show_prediction", "sidebar", "stage_caption",
     "thumbnail",
 ]

@@ -98,6 +98,17 @@ class ClinicalInputs:
     birth_date: dt.date | None = None
     study_date: dt.date | None = None
     height_cm: float | None = None
+    father_height_cm: float | None = None
+    mother_height_cm: float | None = None
+    patient_id: str | None = None  # for the report header only (never sent to the model)
+    accession_number: str | None = None
+
+    @property
+    def clinical_kwargs(self) -> dict:
+        """The keyword arguments of ``ui.predict`` / ``Predictor.predict`` these inputs give."""
+        return dict(chronological_age_months=self.chronological_age_months, birth_date=self.birth_date,
+                    study_date=self.study_date, height_cm=self.height_cm, father_height_cm=self.father_height_cm,
+                    mother_height_cm=self.mother_height_cm)
 
 
 AGE_NONE, AGE_DIRECT, AGE_DATES = "Not given", "Age (years + months)", "Birth and study dates"
@@ -140,5 +151,32 @@ def clinical_inputs(src: Source, meta) -> ClinicalInputs:
     with c3:
         h = st.number_input("Height (cm, optional)", min_value=40.0, max_value=220.0, value=None, step=0.5,
                             key=f"height_{k}", help="For the Bayley–Pinneau adult height prediction.")
+    father, mother, pid, acc = parents_and_ids(k, meta)
     return ClinicalInputs(sex=sex, chronological_age_months=ca, birth_date=bd or None, study_date=sd or None,
-                          height_cm=h)
+                          height_cm=h, father_height_cm=father, mother_height_cm=mother, patient_id=pid,
+                          accession_number=acc)
+
+
+#: Parents' heights are accepted by the widget over a wide range and checked by
+#: boneage.clinical, so nonsense (a mother of 300 cm) gets its one-line reason
+#: instead of a silently clamped number.
+PARENT_INPUT_MAX_CM = 400.0
+
+
+def parents_and_ids(k: str, meta) -> tuple[float | None, float | None, str | None, str | None]:
+    """Parents' heights (mid-parental target height) and the report's patient ID / accession number.
+
+    The IDs are pre-filled from the DICOM tags and only label the PDF.
+    """
+    with st.expander("Parents' heights (target height) and report labels", expanded=False):
+        p1, p2, p3, p4 = st.columns(4)
+        father = p1.number_input("Father's height (cm)", min_value=0.0, max_value=PARENT_INPUT_MAX_CM, value=None,
+                                 step=0.5, key=f"father_{k}",
+                                 help="With the mother's height: the mid-parental target height (Tanner).")
+        mother = p2.number_input("Mother's height (cm)", min_value=0.0, max_value=PARENT_INPUT_MAX_CM, value=None,
+                                 step=0.5, key=f"mother_{k}")
+        pid = p3.text_input("Patient ID", value=getattr(meta, "patient_id", None) or "", key=f"pid_{k}",
+                            help="Printed on the PDF report; pre-filled from the DICOM.")
+        acc = p4.text_input("Accession number", value=getattr(meta, "accession_number", None) or "",
+                            key=f"acc_{k}", help="Printed on the PDF report; pre-filled from the DICOM.")
+    return father, mother, pid.strip() or None, acc.strip() or None

@@ -42,16 +42,57 @@ def prediction_csv(record: dict) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _pdf(key: str, _pred, name: str) -> bytes:
+def _pdf(key: str, _pred, name: str, patient_id: str | None = None, accession_number: str | None = None,
+         _follow_up=None) -> bytes:
     from ..report import make_pdf_report
 
     return make_pdf_report(image_rgb=_pred.overlay_rgb(), bone_age_months=_pred.bone_age_months,
                            uncertainty_months=_pred.uncertainty_months, sex=_pred.sex,
                            model_version=_pred.model_version, interpretation=_pred.clinical,
-                           warnings=[plain_warning(w) for w in _pred.warnings], patient_label=name)
+                           warnings=[plain_warning(w) for w in _pred.warnings], patient_label=name,
+                           patient_id=patient_id, accession_number=accession_number, follow_up=_follow_up)
 
 
-def show_prediction(pred, src: Source) -> None:
+def follow_up_pdf(key: str, pred, name: str, follow_up) -> bytes:
+    """The latest visit's report with every visit on its chart and the bone-age velocity."""
+    meta = pred.image_meta
+    return _pdf(key, pred, name, getattr(meta, "patient_id", None), getattr(meta, "accession_number", None),
+                _follow_up=follow_up)
+
+
+def show_interpretation(c) -> None:
+    """The clinical numbers; where one is missing, its reason in place of the number."""
+    st.markdown("**Clinical interpretation**")
+    st.info(c.summary(), icon=":material/stethoscope:")
+    m = st.columns(3)
+    m[0].metric("Status", c.status, help="Beyond ±2 SD of the Greulich–Pyle reference: delayed / advanced.")
+    if c.z_text is not None:
+        m[1].metric("Z-score", c.z_text, help=None if c.z_score is not None else "A lower bound: " + c.status_reason)
+    else:
+        m[1].metric("Z-score", "not given", help=c.status_reason)
+    if c.predicted_adult_height_cm is not None:
+        m[2].metric("Predicted adult height", f"{c.predicted_adult_height_cm:.1f} cm", help=c.adult_height_note)
+    else:
+        m[2].metric("Predicted adult height", "not given", help=c.adult_height_note)
+    if c.z_score is None:
+        st.caption(f"Z-score: {c.status_reason}.")
+    if c.percentile_text is not None:
+        st.caption(f"Percentile {c.percentile_text}.")
+    if c.adult_height_note and c.height_cm is not None:
+        st.caption(f"Adult height: {c.adult_height_note}.")
+    elif c.height_cm is None:
+        st.caption("Adult height: give the current height for the Bayley–Pinneau prediction.")
+    if c.target_height_cm is not None:
+        lo, hi = c.target_height_range_cm
+        t = st.columns(2)
+        t[0].metric("Target height (mid-parental)", f"{c.target_height_cm:.1f} cm",
+                    help="Tanner: (father + mother ± 13 cm) / 2; range ± 8.5 cm.")
+        t[1].metric("Target range", f"{lo:.1f}–{hi:.1f} cm")
+        if c.target_comparison:
+            st.caption(c.target_comparison + ".")
+
+
+def show_prediction(pred, src: Source, *, patient_id: str | None = None, accession_number: str | None = None) -> None:
     """Numbers, warnings, heatmap, clinical interpretation, growth chart and downloads."""
     from ..charts import growth_chart
 
@@ -80,16 +121,7 @@ def show_prediction(pred, src: Source) -> None:
                  caption="Aligned radiograph (standard left-hand view) with the model's attention and the ROI boxes")
     with right:
         if pred.clinical is not None:
-            st.markdown("**Clinical interpretation**")
-            st.info(pred.clinical.summary(), icon=":material/stethoscope:")
-            c = pred.clinical
-            m = st.columns(3)
-            m[0].metric("Status", c.status)
-            m[1].metric("Z-score", "—" if c.z_score is None else f"{c.z_score:+.2f}")
-            m[2].metric("Predicted adult height", "—" if c.predicted_adult_height_cm is None
-                        else f"{c.predicted_adult_height_cm:.1f} cm")
-            if c.status == "indeterminate":
-                st.caption(f"Why indeterminate: {c.status_reason}.")
+            show_interpretation(pred.clinical)
         else:
             st.caption("Give the chronological age above for the clinical interpretation (Greulich–Pyle status, "
                        "Z-score, adult height).")
@@ -104,7 +136,8 @@ def show_prediction(pred, src: Source) -> None:
     d2.download_button("Download CSV", prediction_csv(record), f"{stem}_boneage.csv", "text/csv",
                        icon=":material/download:", width="stretch", on_click="ignore")
     pdf_key = f"{src.digest}:{json.dumps(record, sort_keys=True, default=str)}"
-    d3.download_button("Download PDF report", lambda: _pdf(pdf_key, pred, src.name), f"{stem}_boneage_report.pdf",
+    d3.download_button("Download PDF report", lambda: _pdf(pdf_key, pred, src.name, patient_id, accession_number),
+                       f"{stem}_boneage_report.pdf",
                        "application/pdf", icon=":material/picture_as_pdf:", width="stretch", on_click="ignore")
 
     with st.expander("Details: pipeline measurements, test-time augmentation, image metadata"):

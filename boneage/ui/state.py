@@ -131,16 +131,19 @@ def run_pipeline_cached(src: Source, params: PipelineParams):
 
 @st.cache_data(show_spinner=False, max_entries=12)
 def _predict(key: str, _data: bytes, name: str, sex: str | None, chronological_age_months: float | None,
-             birth_date: dt.date | None, study_date: dt.date | None, height_cm: float | None, model: str):
+             birth_date: dt.date | None, study_date: dt.date | None, height_cm: float | None, model: str,
+             father_height_cm: float | None = None, mother_height_cm: float | None = None):
     loaded = _load(key, _data, name)
     return _load_predictor(*_model_key()).predict(loaded, sex=sex, chronological_age_months=chronological_age_months,
-                                   birth_date=birth_date, study_date=study_date, height_cm=height_cm, name=name)
+                                   birth_date=birth_date, study_date=study_date, height_cm=height_cm,
+                                   father_height_cm=father_height_cm, mother_height_cm=mother_height_cm, name=name)
 
 
 def predict(src: Source, sex: str | None, *, chronological_age_months: float | None = None,
-            birth_date: dt.date | None = None, study_date: dt.date | None = None, height_cm: float | None = None):
+            birth_date: dt.date | None = None, study_date: dt.date | None = None, height_cm: float | None = None,
+            father_height_cm: float | None = None, mother_height_cm: float | None = None):
     """``Predictor.predict`` on ``src``, cached by content hash and inputs (and the model in use)."""
     get_predictor()  # load (with its own spinner) before the per-image spinner
     with st.spinner("Reading the bone age…"):
         return _predict(src.digest, src.data, src.name, sex, chronological_age_months, birth_date, study_date,
-                        height_cm, model_identity())
+                        height_cm, model_identity(), father_height_cm, mother_height_cm)
