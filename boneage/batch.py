@@ -12,6 +12,8 @@ An archive of radiographs, one CSV row per file, as fast as the machine allows:
 * **Resumable**: rows are appended and flushed one by one; a rerun reads the CSV and skips every
   file already in it (errors included — delete a row to retry it). An interrupted run loses at
   most the images in flight.
+* Worker processes are *spawned*: a script calling :func:`score` needs the usual
+  ``if __name__ == "__main__":`` guard (the CLI has it).
 * **Errors are rows, not crashes**: a file that cannot be read gets its one-line reason in the
   ``error`` column, and the run goes on.
 """
@@ -23,6 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,7 +214,11 @@ def score(
                 if pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
-                        name, prep, err = fut.result()
+                        try:
+                            name, prep, err = fut.result()
+                        except BrokenProcessPool:
+                            raise BatchError("a worker process died (out of memory?); rerun the same command "
+                                             "to resume") from None
                         if err is not None:
                             emit(row_for(name, error=err))
                         else:
