@@ -8,6 +8,13 @@ legacy format (magic number, header pickles, the object pickle, then each storag
 
 Used by :mod:`boneage.weights` for the EfficientNet-Lite0 ImageNet checkpoint; every failure is a
 :class:`CheckpointError` with a one-line message.
+
+Every tensor is bounds-checked before ``as_strided`` (issue #14): dtype from the known storage
+types only, shape and stride non-negative integers of the same length (at most ``MAX_DIMS``),
+at most ``MAX_ELEMENTS`` elements, and offset + the furthest strided element inside its storage.
+Before this a crafted stride segfaulted the process and a too-large shape returned heap memory.
+Storage sizes are checked before their bytes are read, and nothing but CheckpointError leaves
+:func:`read_torch_checkpoint` (IndexError/MemoryError used to escape).
 """
 from __future__ import annotations
 
@@ -40,6 +47,9 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
     "BoolStorage": np.dtype("?"),
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+MAX_DIMS = 8
+MAX_ELEMENTS = 1 << 28  # 268 M elements (1 GB of float32) per storage or tensor; EfficientNet-Lite0 has 4.7 M in all
+MAX_MEMBER_BYTES = 1 << 30  # one zip member (data.pkl or a storage), checked before it is read
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,15 @@ class _TensorRef:
         buf = self.storage.data
         if buf is None:
             raise CheckpointError(f"storage {self.storage.key} has no data in checkpoint")
+        n = len(buf)
+        if any(d == 0 for d in self.shape):
+            return np.zeros(self.shape, buf.dtype)
+        last = self.offset + sum((d - 1) * st for d, st in zip(self.shape, self.stride))
+        if self.offset >= n or last >= n:
+            raise CheckpointError(
+                f"tensor of shape {self.shape} (offset {self.offset}, stride {self.stride}) reaches element {last} "
+                f"of storage {self.storage.key}, which holds {n}"
+            )
         if not self.shape:
             return buf[self.offset].copy()
         isz = buf.dtype.itemsize
@@ -77,9 +96,28 @@ class _TensorRef:
         return np.array(view)  # copy: detach from the shared storage
 
 
+def _whole(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise pickle.UnpicklingError(f"tensor {what} must be a non-negative integer, got {v!r}")
+    return v
+
+
 def _rebuild_tensor(storage: _StorageRef, offset: int, size: Sequence[int], stride: Sequence[int],
                     *_ignored: Any) -> _TensorRef:
-    return _TensorRef(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+    if not isinstance(storage, _StorageRef):
+        raise pickle.UnpicklingError("tensor without a storage")
+    if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)):
+        raise pickle.UnpicklingError("tensor shape and stride must be sequences")
+    shape = tuple(_whole(d, "size") for d in size)
+    strides = tuple(_whole(d, "stride") for d in stride)
+    if len(shape) != len(strides) or len(shape) > MAX_DIMS:
+        raise pickle.UnpicklingError(f"tensor has {len(shape)} sizes and {len(strides)} strides (at most {MAX_DIMS})")
+    numel = 1
+    for d in shape:
+        numel *= d
+    if numel > MAX_ELEMENTS:
+        raise pickle.UnpicklingError(f"tensor of shape {shape} has more than {MAX_ELEMENTS} elements")
+    return _TensorRef(storage, _whole(offset, "offset"), shape, strides)
 
 
 def _rebuild_parameter(data: _TensorRef, *_ignored: Any) -> _TensorRef:
@@ -108,9 +146,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # legacy: ('storage', type, key, location, numel, view_metadata); zip: 5-tuple
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
-        stype, key, numel = pid[1], str(pid[2]), int(pid[4])
+        if len(pid) < 5:
+            raise pickle.UnpicklingError("malformed storage reference")
+        stype, key, numel = pid[1], str(pid[2])[:64], _whole(pid[4], "storage size")
         if not isinstance(stype, _StorageType):
             raise pickle.UnpicklingError(f"unsupported storage type {stype!r}")
+        if numel > MAX_ELEMENTS:
+            raise pickle.UnpicklingError(f"storage {key} has more than {MAX_ELEMENTS} elements")
+        if key in self._storages and (self._storages[key].dtype, self._storages[key].numel) != (stype.dtype, numel):
+            raise pickle.UnpicklingError(f"storage {key} is declared twice with different types or sizes")
         if len(pid) > 5 and pid[5] is not None:
             raise pickle.UnpicklingError("storage views are not supported")
         if key not in self._storages:
@@ -142,10 +186,15 @@ def read_torch_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
             return _read_zip_checkpoint(path)
         with open(path, "rb") as f:
             return _read_legacy_checkpoint(f)
-    except CheckpointError:
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, struct.error) as e:
-        raise CheckpointError(f"cannot read PyTorch checkpoint {path.name}: {e}") from e
+    except CheckpointError as e:
+        raise CheckpointError(f"cannot read PyTorch checkpoint {path.name}: {e}") from None
+    except MemoryError:
+        raise CheckpointError(f"cannot read PyTorch checkpoint {path.name}: not enough memory") from None
+    except RecursionError:
+        raise CheckpointError(f"cannot read PyTorch checkpoint {path.name}: structure nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 - the one error boundary: pickle, zip, struct, numpy, OS errors
+        msg = " ".join(str(e).split())[:160] or e.__class__.__name__
+        raise CheckpointError(f"cannot read PyTorch checkpoint {path.name}: {msg}") from None
 
 
 def _read_zip_checkpoint(path: Path) -> dict[str, np.ndarray]:
@@ -155,11 +204,24 @@ def _read_zip_checkpoint(path: Path) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path.name}: expected one data.pkl, found {len(pkls)}")
         root = pkls[0][: -len("data.pkl")]
         storages: dict[str, _StorageRef] = {}
-        obj = _RestrictedUnpickler(io.BytesIO(zf.read(pkls[0])), storages).load()
+        obj = _RestrictedUnpickler(io.BytesIO(_read_member(zf, pkls[0])), storages).load()
         for s in storages.values():
-            raw = zf.read(f"{root}data/{s.key}")
+            raw = _read_member(zf, f"{root}data/{s.key}")
+            if len(raw) < s.numel * s.dtype.itemsize:
+                raise CheckpointError(f"storage {s.key} holds {len(raw)} bytes, fewer than its {s.numel} elements")
             s.data = np.frombuffer(raw, dtype=s.dtype, count=s.numel)
     return _flatten(obj)
+
+
+def _read_member(zf: zipfile.ZipFile, name: str) -> bytes:
+    """A zip member's bytes, refusing one whose declared size is over MAX_MEMBER_BYTES (zip bombs)."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise CheckpointError(f"missing {name}") from None
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise CheckpointError(f"{name} is {info.file_size / 2**20:.0f} MB; the limit is {MAX_MEMBER_BYTES // 2**20} MB")
+    return zf.read(info)
 
 
 def _read_legacy_checkpoint(f: BinaryIO) -> dict[str, np.ndarray]:
@@ -175,9 +237,15 @@ def _read_legacy_checkpoint(f: BinaryIO) -> dict[str, np.ndarray]:
     safe = _RestrictedUnpickler(f, storages)
     obj = safe.load()
     keys = _NoGlobals(f).load()
+    if not isinstance(keys, (list, tuple)):
+        raise CheckpointError("storage key list is missing")
     for key in keys:
-        s = storages[str(key)]
+        s = storages.get(str(key)[:64])
+        if s is None:
+            raise CheckpointError(f"storage {str(key)[:64]!r} is listed but no tensor uses it")
         (numel,) = struct.unpack("<q", f.read(8))
+        if numel != s.numel:
+            raise CheckpointError(f"storage {s.key} says {numel} elements here and {s.numel} in the tensor table")
         nbytes = numel * s.dtype.itemsize
         raw = f.read(nbytes)
         if len(raw) != nbytes:

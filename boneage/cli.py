@@ -26,6 +26,15 @@ def _fail(msg: str) -> int:
     return EXIT_BAD_INPUT
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line mistakes: ``boneage predict: error: … (see boneage predict --help)``
+    instead of a 6–12-line usage block before the message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = " ".join(str(message).split())
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {msg} (see {self.prog} --help)\n")
+
+
 def _preflight_error(*checks) -> str | None:
     """Run ``(check, value)`` pairs from :mod:`boneage.preflight`, skipping unset values; the first failure's message."""
     for check, value in checks:
@@ -72,19 +81,20 @@ def _size(s: str) -> tuple[int, int]:
 
 
 def cmd_pipeline(a) -> int:
+    from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
+
+    params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
+                            denoise=a.denoise)  # parameters first: a ParameterError is one line from main()
     if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out)):
         return _fail(err)
     import cv2
 
     from .io import ImageError, load_image, to_uint8
-    from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
 
     try:
         img = load_image(a.image)
     except ImageError as e:
         return _fail(str(e))
-    params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
-                            denoise=a.denoise)
     res = run_pipeline(img.pixels, params)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +142,7 @@ def _visit(f, r):
 
 def _print_follow_up(fu, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"follow_up": fu.to_dict()}), flush=True)
+        print(json.dumps({"follow_up": fu.to_dict()}, allow_nan=False), flush=True)
         return
     print(f"follow-up ({'boy' if fu.sex == 'M' else 'girl'}): {fu.summary()}")
     for i in fu.intervals:
@@ -142,6 +152,12 @@ def _print_follow_up(fu, as_json: bool) -> None:
 
 
 def cmd_predict(a) -> int:
+    from .checks import check_int
+    from .predict import MAX_TTA
+
+    if a.tta is not None:  # parameters first: a ParameterError is one line from main()
+        check_int(a.tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+
     from .batch import BatchError, expand_inputs, score
     from .clinical import ClinicalInputError, check_parent_heights
     from .followup import follow_up, one_child, read_results
@@ -213,9 +229,9 @@ def cmd_predict(a) -> int:
             from .dicom_out import write_results
 
             dicom_files = [str(p) for p in write_results(r, f, a.dicom_out)]
-        if a.json:
+        if a.json:  # allow_nan=False: a NaN would make the line invalid JSON (Predictor refuses them first)
             extra = {"dicom_files": dicom_files} if a.dicom_out else {}
-            print(json.dumps({"file": str(f), **r.to_dict(), **extra}), flush=True)
+            print(json.dumps({"file": str(f), **r.to_dict(), **extra}, allow_nan=False), flush=True)
         else:
             print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}) ± {r.uncertainty_months:.1f} months "
                   f"[{r.sex}, model {r.model_version}]")
@@ -277,17 +293,13 @@ def cmd_evaluate(a) -> int:
         print(f"MAE {m['mae']:.2f}  RMSE {m['rmse']:.2f}  bias {m['bias']:+.2f} months")
         print("MAE by sex: " + ", ".join(f"{k} {v:.2f}" for k, v in m["mae_by_sex"].items() if v is not None))
         print("MAE by age band: " + ", ".join(f"{k} {v:.2f} (n={m['n_by_age_band'][k]})" for k, v in m["mae_by_age_band"].items() if v is not None))
-    print(json.dumps({k: v for k, v in m.items() if k != "problems"}))
+    print(json.dumps({k: v for k, v in m.items() if k != "problems"}, allow_nan=False))
     print(f"wrote {out} and {json_path}")
     return 0
 
 
 def cmd_train(a) -> int:
     h, w = a.image_size
-    if not 0 <= a.ema < 1:
-        return _fail(f"--ema must be in [0, 1) (got {a.ema})")
-    if a.augment_strength < 0:
-        return _fail(f"--augment-strength must be ≥ 0 (got {a.augment_strength})")
     if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
                                (preflight.existing_path, a.init_from)):
         return _fail(err)
@@ -300,7 +312,7 @@ def cmd_train(a) -> int:
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
         augment_strength=a.augment_strength, ema_momentum=a.ema,
-    )
+    )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
     except DataError as e:
@@ -327,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .pipeline import DENOISE_METHODS, THRESHOLD_METHODS
     from .weights import SOURCES, default_dir
 
-    p = argparse.ArgumentParser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
+    p = _Parser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
     p.add_argument("--version", action="version", version=f"boneage {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("pipeline", help="run the preprocessing pipeline and write every stage")
     s.add_argument("image")
@@ -432,6 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
+    except ValueError as e:
+        from .checks import ParameterError
+
+        if not isinstance(e, ParameterError):
+            if os.environ.get("BONEAGE_DEBUG"):
+                raise
+            return _fail(f"unexpected {e.__class__.__name__}: {e} (set BONEAGE_DEBUG=1 for details)")
+        return _fail(str(e))
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if os.environ.get("BONEAGE_DEBUG"):
             raise

@@ -53,6 +53,17 @@ def read_labels(data_dir: str | Path) -> pd.DataFrame:
     if bad.any():
         raise DataError(f"{path}: {int(bad.sum())} row(s) with unreadable sex or bone age (first id {df.loc[bad, 'id'].iloc[0]})")
     df["male"] = df["male"].astype(bool)
+    if df.empty:
+        raise DataError(f"{path}: no rows below the header (expected id,boneage_months,male per image)")
+    months = df["boneage_months"].to_numpy(float)
+    out = ~np.isfinite(months) | (months < 0) | (months > MAX_LABEL_MONTHS)
+    if out.any():
+        k = int(np.argmax(out))
+        raise DataError(f"{path}: {int(out.sum())} bone age(s) outside 0–{MAX_LABEL_MONTHS:.0f} months "
+                        f"(first: id {df['id'].iloc[k]}, {months[k]:g})")
+    bad_ids = ~df["id"].map(is_plain_id)
+    if bad_ids.any():
+        raise DataError(f"{path}: {int(bad_ids.sum())} id(s) {BAD_ID}; first: {df.loc[bad_ids, 'id'].iloc[0][:80]!r}")
     return df.reset_index(drop=True)
 
 
@@ -67,9 +78,34 @@ def image_dir(data_dir: str | Path) -> Path:
     return d
 
 
+BAD_ID = "is not a plain image name (ids name a file inside the data folder, without folders)"
+MAX_LABEL_MONTHS = 240.0  # 20 years: past the end of skeletal maturation (RSNA's oldest is 228)
+
+
+def is_plain_id(image_id: object) -> bool:
+    """An id that can only name a file directly inside its data folder.
+
+    Refused: empty, absolute, any path separator (``/`` or ``\\``), ``.``/``..``, a drive
+    letter, control characters. Before issue #14 an absolute id displayed an image from outside
+    any data folder, and ``../../etc/passwd`` answered differently from a missing file.
+    """
+    s = str(image_id)
+    return bool(s) and s not in (".", "..") and not any(c in s for c in "/\\:") and s.isprintable() and len(s) <= 255
+
+
 def find_image(folder: Path, image_id: str) -> Path | None:
+    """The image file for ``image_id`` directly inside ``folder``, or None.
+
+    Raises DataError (one message, the same whether or not such a path exists) for an id that
+    is not a plain name, so nothing outside the folder is ever opened or even tested.
+    """
+    if not is_plain_id(image_id):
+        raise DataError(f"id {str(image_id)[:80]!r} {BAD_ID}")
+    base = os.path.abspath(folder)
     for ext in IMAGE_EXTS:
-        p = folder / f"{image_id}{ext}"
+        p = Path(base) / f"{image_id}{ext}"
+        if os.path.dirname(os.path.abspath(p)) != base:  # belt and braces: never leave the folder
+            continue
         if p.is_file():
             return p
     return None

@@ -57,11 +57,22 @@ def _r(v) -> float:
 
 def evaluate(data_dir: str | Path, *, model_path: str | Path | None = None, tta: int | None = None, progress: bool = True,
              limit: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """Predict every labelled image through :class:`boneage.predict.Predictor`."""
+    """Predict every labelled image through :class:`boneage.predict.Predictor`.
+
+    Ids are plain names looked up inside the data folder only (:func:`boneage.data.find_image`);
+    labels outside 0–240 months, empty label files and bad ``tta``/``limit`` are refused up front.
+    """
     from .data import find_image, image_dir, read_labels
     from .io import ImageError
     from .predict import Predictor
 
+    from .checks import check_int
+    from .predict import MAX_TTA
+
+    if tta is not None:
+        check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+    if limit is not None:
+        check_int(limit, "limit", lo=1, flag="--limit")
     df = read_labels(data_dir)
     if limit:
         df = df.iloc[:limit]

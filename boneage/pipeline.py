@@ -82,13 +82,51 @@ class PipelineParams:
     model_height: int = 160
     model_margin: float = 0.04  # fraction of the hand box added on each side of the model crop
 
+    def __post_init__(self) -> None:
+        """Every field checked here, so the CLI, the app, a model bundle's meta.json and the Python
+        API get the same one-line :class:`boneage.checks.ParameterError` (``clahe_tiles=0`` used to
+        kill the process with SIGFPE inside OpenCV; a negative clip limit was accepted)."""
+        from .checks import check_bool, check_choice, check_float, check_int
+
+        f = object.__setattr__  # frozen: store the normalised values (2.0 -> 2, numpy scalars -> Python)
+        f(self, "frame_width", check_int(self.frame_width, "frame_width", lo=64, hi=4096))
+        f(self, "frame_height", check_int(self.frame_height, "frame_height", lo=64, hi=4096))
+        f(self, "thumbnail_max_side", check_int(self.thumbnail_max_side, "thumbnail_max_side", lo=0, hi=4096))
+        f(self, "denoise", check_choice(self.denoise, "denoise", DENOISE_METHODS, flag="--denoise"))
+        f(self, "denoise_ksize", check_int(self.denoise_ksize, "denoise_ksize", lo=1, hi=31))
+        f(self, "clahe_clip", check_float(self.clahe_clip, "clahe_clip", lo=0.0, lo_open=True, hi=100.0, flag="--clahe-clip"))
+        f(self, "clahe_tiles", check_int(self.clahe_tiles, "clahe_tiles", lo=1, hi=64, flag="--clahe-tiles"))
+        f(self, "threshold", check_choice(self.threshold, "threshold", THRESHOLD_METHODS, flag="--threshold"))
+        f(self, "ignore_bottom", check_float(self.ignore_bottom, "ignore_bottom", lo=0.0, hi=0.9))
+        f(self, "ignore_right", check_float(self.ignore_right, "ignore_right", lo=0.0, hi=0.9))
+        for name in ("fix_polarity", "fix_laterality", "align"):
+            f(self, name, check_bool(getattr(self, name), name))
+        f(self, "model_width", check_int(self.model_width, "model_width", lo=32, hi=1024))
+        f(self, "model_height", check_int(self.model_height, "model_height", lo=32, hi=1024))
+        f(self, "model_margin", check_float(self.model_margin, "model_margin", lo=0.0, hi=1.0))
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "PipelineParams":
+        from .checks import ParameterError
+
+        if d is not None and not isinstance(d, dict):
+            raise ParameterError(f"pipeline parameters must be a mapping, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in (d or {}).items() if k in known})
+
+    @classmethod
+    def coerce(cls, p: "PipelineParams | dict | None") -> "PipelineParams":
+        """PipelineParams from itself, a dict of fields or None (the defaults); else ParameterError."""
+        from .checks import ParameterError
+
+        if p is None or isinstance(p, dict):
+            return cls.from_dict(p)
+        if isinstance(p, cls):
+            return p
+        raise ParameterError(f"params must be PipelineParams or a dict of its fields, got {type(p).__name__}")
 
 
 @dataclass
@@ -609,10 +647,17 @@ def model_crop(image_u8: np.ndarray, mask: np.ndarray | None, params: PipelinePa
 # --------------------------------------------------------------------------------------------
 
 
-def run_pipeline(image: np.ndarray, params: PipelineParams | None = None) -> PipelineResult:
-    """Run every stage, keeping each image; never raises on an odd image — it warns and falls back."""
-    p = params or PipelineParams()
-    img = to_float01(image)
+def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None) -> PipelineResult:
+    """Run every stage, keeping each image; never raises on an odd image — it warns and falls back.
+
+    Something that is not an image array (1-D, 1×1, object dtype, NaN …) is refused with
+    :class:`boneage.io.ImageError` and bad parameters with :class:`boneage.checks.ParameterError`,
+    one line each, instead of IndexError/ValueError/AttributeError from deep inside a stage.
+    """
+    from .io import check_array_shape
+
+    p = PipelineParams.coerce(params)
+    img = to_float01(check_array_shape(image, name="image", min_side=2))
     stages: dict[str, np.ndarray] = {"input": img}
     res = PipelineResult(stages=stages, params=p)
 

@@ -19,12 +19,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .io import ImageError, ImageMeta, LoadedImage, load_image
+from .checks import ParameterError, check_int
+from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
 from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
+MAX_TTA = 64  # copies per image; more adds time, not accuracy (the spread settles by 8)
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
 MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
@@ -168,9 +170,14 @@ class Predictor:
         name: str | None = None,
         params: PipelineParams | None = None,
     ) -> Prediction:
-        """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError
-        with a one-line message for bad input."""
-        prep = prepare(image, params or self.params, tta=tta, name=name)
+        """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError /
+        ParameterError with a one-line message for bad input.
+
+        ``image``: a path, bytes, a binary file, a :class:`LoadedImage`, or an array (checked and
+        normalised by :func:`boneage.io.load_array`, as a file would be). ``tta``: 1 to MAX_TTA
+        copies (0, -5 and 1.5 used to become 1 silently). ``params``: PipelineParams or a dict.
+        """
+        prep = prepare(image, self.params if params is None else PipelineParams.coerce(params), tta=tta, name=name)
         sx = self.resolve_sex(prep, sex)
         months, att = self._run(prep.batch, model_input(sx))
         return self.finish(prep, sx, months, att, chronological_age_months=chronological_age_months,
@@ -242,6 +249,11 @@ class Predictor:
             if chronological_age_months is None and birth_date is None and meta.patient_age_months is not None:
                 chronological_age_months = meta.patient_age_months
         n = len(months)
+        if not np.isfinite(months).all():
+            raise PredictionError(
+                f"model {self.model_version} returned a non-finite bone age (NaN or infinity); its weights are broken "
+                "(e.g. trained with a non-finite learning rate): retrain it or use the shipped model"
+            )
         est = float(np.mean(months))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
@@ -297,20 +309,20 @@ def prepare(
     tta: int | None = None,
     name: str | None = None,
 ) -> Prepared:
-    """Read ``image`` (ImageError on bad input), run the pipeline and make the TTA copies."""
+    """Read ``image`` (ImageError / ParameterError on bad input), run the pipeline, make the TTA copies."""
     from .tta import tta_batch
 
+    n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
     meta: ImageMeta | None = None
     if isinstance(image, LoadedImage):
         pixels, meta = image.pixels, image.meta
-    elif isinstance(image, np.ndarray):
-        pixels = image
-    else:
+    elif isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(image, "read"):
         loaded = load_image(image, name=name)
         pixels, meta = loaded.pixels, loaded.meta
+    else:  # arrays (and anything else) get the loader's checks: shape, dtype, NaN/inf, blank
+        pixels = load_array(image, name=name or "array").pixels
     res = run_pipeline(pixels, params)
-    n = DEFAULT_TTA if tta is None else max(1, int(tta))
     return Prepared(pipeline=res, meta=meta, batch=tta_batch(res.model_input, n=n))
 
 
-__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError", "Prepared", "prepare"]
+__all__ = ["Predictor", "Prediction", "PredictionError", "ImageError", "ParameterError", "Prepared", "prepare"]

@@ -54,6 +54,45 @@ class TrainConfig:
     cache_dir: str | None = None
     pipeline: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every setting checked before any work (CLI and Python API alike; boneage.checks).
+
+        Before issue #14 ``--lr nan`` trained and shipped NaN weights, ``--epochs 0/-1`` failed
+        after the preprocessing and left an untrained model, and ``--batch-size 0`` surfaced a raw
+        TensorFlow error.
+        """
+        from .backbones import BACKBONES
+        from .checks import ParameterError, check_bool, check_choice, check_float, check_int
+
+        c = self
+        c.backbone = check_choice(c.backbone, "backbone", BACKBONES, flag="--backbone")
+        c.image_height = check_int(c.image_height, "image_height", lo=32, hi=1024, flag="--image-size")
+        c.image_width = check_int(c.image_width, "image_width", lo=32, hi=1024, flag="--image-size")
+        c.epochs = check_int(c.epochs, "epochs", lo=1, hi=10_000, flag="--epochs")
+        c.batch_size = check_int(c.batch_size, "batch_size", lo=1, hi=4096, flag="--batch-size")
+        c.learning_rate = check_float(c.learning_rate, "learning_rate", lo=0.0, lo_open=True, hi=1.0, flag="--lr")
+        c.warmup_epochs = check_float(c.warmup_epochs, "warmup_epochs", lo=0.0, hi=10_000, flag="--warmup-epochs")
+        c.augment_strength = check_float(c.augment_strength, "augment_strength", lo=0.0, hi=10.0,
+                                         flag="--augment-strength")
+        c.ema_momentum = check_float(c.ema_momentum, "ema_momentum", lo=0.0, hi=1.0, hi_open=True, flag="--ema")
+        c.weight_decay = check_float(c.weight_decay, "weight_decay", lo=0.0, hi=1.0)
+        c.val_fraction = check_float(c.val_fraction, "val_fraction", lo=0.0, lo_open=True, hi=1.0, hi_open=True,
+                                     flag="--val-fraction")
+        c.pretrained = check_bool(c.pretrained, "pretrained", flag="--no-pretrained")
+        c.trainable_fraction = check_float(c.trainable_fraction, "trainable_fraction", lo=0.0, hi=1.0,
+                                           flag="--trainable-fraction")
+        c.patience = check_int(c.patience, "patience", lo=0, hi=10_000, flag="--patience")
+        c.seed = check_int(c.seed, "seed", lo=0, hi=2**32 - 1, flag="--seed")
+        c.strategy = check_choice(c.strategy, "strategy", ("default", "mirrored", "multiworker"), flag="--strategy")
+        c.resume = check_bool(c.resume, "resume", flag="--resume")
+        if c.limit is not None:
+            c.limit = check_int(c.limit, "limit", lo=1, flag="--limit")
+        if c.workers is not None:
+            c.workers = check_int(c.workers, "workers", lo=1, hi=256, flag="--workers")
+        if not isinstance(c.pipeline, dict):
+            raise ParameterError(f"pipeline must be a dict of PipelineParams fields, got {type(c.pipeline).__name__}")
+        self.pipeline_params()  # its own checks
+
     def pipeline_params(self) -> PipelineParams:
         p = PipelineParams.from_dict(self.pipeline)
         return PipelineParams.from_dict({**p.to_dict(), "model_height": self.image_height, "model_width": self.image_width})

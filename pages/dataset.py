@@ -65,8 +65,12 @@ with ui.guard("Dataset errors"):
                            help="Where the CSV's images are (files named <id>.png etc.).")
     n = c2.number_input("How many", 1, 48, 8, key="ds_n")
     worst = dp.worst_cases(df, int(n))
-    found = {r.id: ui.find_case_image(folder, r.id) for r in worst.itertuples()} if folder else {}
-    if not worst.empty and not any(found.values()):
+    inside = ui.confined_folder(folder) if folder else None
+    found = {r.id: ui.find_case_image(folder, r.id) for r in worst.itertuples()} if inside else {}
+    if folder and inside is None:
+        st.warning(f"Images are read only from the configured data folders ({', '.join(str(p) for p in ui.data_roots())}); "
+                   "add a folder to BONEAGE_DATA_ROOTS to use it.", icon=":material/folder_off:")
+    elif not worst.empty and not any(found.values()):
         st.info("Images not found in that folder; set the folder to see the worst cases.", icon=":material/image_not_supported:")
     thumbs = {i: ui.safe_thumbnail(p, 220) for i, p in found.items() if p is not None}
     cols = st.columns(4)

@@ -330,14 +330,18 @@ def test_dataset_page_uploaded_csv_and_worst_case_inspection(app_model, tmp_path
     assert sum(" — " in c for c in caps) == len(STAGES)
 
 
-def test_dataset_page_unreadable_case_image_is_skipped(app_model, tmp_path):
+def test_dataset_page_unreadable_case_image_is_skipped(app_model, tmp_path, monkeypatch):
     (tmp_path / "7.png").write_bytes(b"not a png")
     (tmp_path / "8.png").write_bytes(SAMPLE.read_bytes())
     csv = b"id,boneage_months,male,predicted_months\n7,100,True,160\n8,120,False,130\n"
     at = page("pages/dataset.py").run()
     at.file_uploader(key="ds_upload").set_value(("two.csv", csv, "text/csv"))
     at.run()
-    at.text_input(key="ds_folder").set_value(str(tmp_path)).run()
+    at.text_input(key="ds_folder").set_value(str(tmp_path)).run()  # not a configured data folder
+    no_exception(at)
+    assert any("configured data folders" in w.value for w in at.warning) and len(at.image) == 0
+    monkeypatch.setenv("BONEAGE_DATA_ROOTS", str(tmp_path))
+    at.run()
     no_exception(at)
     assert not errors(at)
     assert any("#7" in c.value and "image unreadable" in c.value for c in at.caption)

@@ -60,7 +60,7 @@ def test_missing_numbers_show_their_reason_not_a_dash(app_model):
     assert "—" not in m.values()
     assert m["Z-score"] == "not given" and m["Predicted adult height"] == "not given"
     captions = " ".join(c.value for c in at.caption)
-    assert "no Greulich-Pyle SD for girls younger than 0 y 3 m" in captions
+    assert "no Greulich-Pyle SD for girls younger than 3 months" in captions
     assert "give the current height" in captions
 
 
@@ -94,9 +94,9 @@ def test_follow_up_page_gives_velocity_chart_and_downloads(app_model):
     no_exception(at)
     assert not errors(at), errors(at)
     m = metrics(at)
-    assert m["Visits"] == "2" and m["Over"] == "2 y 6 m"
+    assert m["Visits"] == "2" and m["Over"] == "2 years 6 months"
     assert "±" in m["Velocity (bone-age y per y)"]
-    assert any(i.value.startswith("2 visits over 2 y 6 m: bone-age velocity") for i in at.info)
+    assert any(i.value.startswith("2 visits over 2 years 6 months: bone-age velocity") for i in at.info)
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
     visits = next(t for t in chart if t.get("name") == "Visits (follow-up)")
     assert visits["x"] == pytest.approx([9.0, 11.5])

@@ -135,3 +135,62 @@ def test_reader_refuses_code(tmp_path: Path) -> None:
         zf.writestr("archive/data.pkl", buf.getvalue())
     with pytest.raises(CheckpointError, match=r"refusing global \w+\.call"):
         read_torch_checkpoint(path)
+
+
+def _zip_with(tmp_path: Path, state: OrderedDict, storages: list[_Storage], name: str = "crafted.pth") -> Path:
+    buf = io.BytesIO()
+    _Pickler(buf, legacy=False).dump(state)
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("model/data.pkl", buf.getvalue())
+        for s in storages:
+            zf.writestr(f"model/data/{s.key}", s.data.tobytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    "offset, shape, stride, words",
+    [
+        (0, (4, 4), (10**12, 1), "reaches element"),  # crafted stride: segfaulted in as_strided before #14
+        (0, (1000, 1000), (1000, 1), "reaches element"),  # too-large shape: returned heap memory before #14
+        (30, (2,), (1,), "reaches element"),  # offset past the storage
+        (24, (), (), "reaches element"),  # scalar past the storage (IndexError before)
+        (-1, (2,), (1,), "non-negative"),
+        (0, (-2, 3), (3, 1), "non-negative"),
+        (0, (2, 3), (3, -1), "non-negative"),
+        (0, (2, 3), (3,), "sizes and"),
+        (0, (2, 2.5), (3, 1), "non-negative integer"),
+        (0, (1 << 20, 1 << 20), (0, 0), "elements"),
+    ],
+    ids=["huge-stride", "huge-shape", "offset", "scalar-offset", "neg-offset", "neg-size", "neg-stride", "rank",
+         "float-size", "too-many"],
+)
+def test_crafted_tensors_are_refused(fake_torch: types.SimpleNamespace, tmp_path: Path, offset, shape, stride,
+                                     words) -> None:
+    s0 = _Storage("0", np.arange(24, dtype=np.float32), fake_torch.FloatStorage)
+    state = OrderedDict([("w", _Tensor(s0, offset, shape, stride, fake_torch.rebuild))])
+    with pytest.raises(CheckpointError, match=words) as e:
+        read_torch_checkpoint(_zip_with(tmp_path, state, [s0]))
+    assert "\n" not in str(e.value)
+
+
+def test_short_storage_and_junk_are_checkpoint_errors(fake_torch: types.SimpleNamespace, tmp_path: Path) -> None:
+    s0 = _Storage("0", np.arange(24, dtype=np.float32), fake_torch.FloatStorage)
+    state = OrderedDict([("w", _Tensor(s0, 0, (24,), (1,), fake_torch.rebuild))])
+    path = _zip_with(tmp_path, state, [_Storage("0", np.arange(5, dtype=np.float32), fake_torch.FloatStorage)])
+    with pytest.raises(CheckpointError, match="fewer than its 24 elements"):
+        read_torch_checkpoint(path)
+    for junk in (b"", b"\x80\x02K\x01.", bytes(range(256)) * 4, b"PK\x03\x04" + bytes(100)):
+        p = tmp_path / "junk.pth"
+        p.write_bytes(junk)
+        with pytest.raises(CheckpointError):
+            read_torch_checkpoint(p)
+    legacy = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+        pickle.dump(header, legacy, protocol=2)
+    _Pickler(legacy, legacy=True).dump(state)
+    pickle.dump(42, legacy, protocol=2)  # the storage key list is not a list
+    p = tmp_path / "legacy.pth"
+    p.write_bytes(legacy.getvalue())
+    with pytest.raises(CheckpointError, match="key list"):
+        read_torch_checkpoint(p)

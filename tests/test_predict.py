@@ -183,3 +183,48 @@ def test_shipped_model_is_sane_on_hires_fixtures(predictor):
     err = [abs(predictor.predict(HIRES / f"{r.id}.png", sex="M" if r.male else "F").bone_age_months - r.boneage_months)
            for r in lab.itertuples()]
     assert np.mean(err) < 20.0, err
+
+
+# --------------------------------------------------------------------------- hardening (issue #14)
+
+
+@pytest.mark.parametrize("arr", [np.full((200, 160), np.nan), np.full((200, 160), np.inf), np.zeros((200, 160)),
+                                 np.zeros((1, 1)), np.zeros((0, 0)), np.zeros(300), np.empty((200, 160), object)],
+                         ids=["nan", "inf", "zeros", "1x1", "0x0", "1d", "object"])
+def test_predict_refuses_bad_arrays_like_files(predictor, arr):
+    from boneage.io import ImageError
+
+    with pytest.raises(ImageError) as e:
+        predictor.predict(arr, sex="F")  # before #14: 95.8 months for NaN/inf/zeros, IndexError for 1×1
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("tta", [0, -5, 1.5, "8", True])
+def test_predict_tta_validated(predictor, tta):
+    from boneage.checks import ParameterError
+
+    with pytest.raises(ParameterError, match=r"tta \(--tta\) must be a whole number from 1 to"):
+        predictor.predict(HIRES / "1437.png", sex="F", tta=tta)
+
+
+def test_predict_params_dict_or_refused(predictor):
+    from boneage.checks import ParameterError
+
+    r = predictor.predict(HIRES / "1437.png", sex="F", tta=1, params=predictor.params.to_dict())
+    assert 0 <= r.bone_age_months <= 228
+    with pytest.raises(ParameterError, match="params must be PipelineParams or a dict"):
+        predictor.predict(HIRES / "1437.png", sex="F", tta=1, params="clahe_clip=2")
+
+
+def test_non_finite_model_output_is_refused(predictor, monkeypatch):
+    from boneage.predict import PredictionError
+
+    real = predictor._fn
+
+    def broken(x):
+        months, att = real(x)
+        return np.full(np.shape(months), np.nan, np.float32), att
+
+    monkeypatch.setattr(predictor, "_fn", broken)
+    with pytest.raises(PredictionError, match="non-finite bone age"):
+        predictor.predict(HIRES / "1437.png", sex="F", tta=1)

@@ -16,7 +16,7 @@ All real work is done by the rest of ``boneage``.
 """
 from __future__ import annotations
 
-from .dataset_page import default_image_dirs, default_predictions_path, find_case_image
+from .dataset_page import confined_folder, data_roots, default_image_dirs, default_predictions_path, find_case_image
 from .errors import friendly_message, guard
 from .home_page import ATTRIBUTION, page_link, sample_gallery
 from .images import DISPLAY_MAX_SIDE, downscale, safe_thumbnail, thumbnail
@@ -31,7 +31,7 @@ from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, mode
 __all__ = [
     "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
     "UPLOAD_MODE", "ClinicalInputs", "Sample", "Source", "architecture_summary", "clinical_inputs",
-    "default_image_dirs", "default_predictions_path", "digest", "downscale", "find_case_image", "friendly_message",
+    "confined_folder", "data_roots", "default_image_dirs", "default_predictions_path", "digest", "downscale", "find_case_image", "friendly_message",
     "get_predictor", "guard", "image_source", "load", "model_dir", "model_files", "model_identity", "model_meta",
     "model_pipeline_params", "model_version", "page_link", "plain_warning", "predict", "prediction_csv",
     "prediction_record", "read_json", "render_mapping", "run_pipeline_cached", "safe_thumbnail", "sample_gallery",
