@@ -184,6 +184,18 @@ class Predictor:
                            birth_date=birth_date, study_date=study_date, height_cm=height_cm,
                            father_height_cm=father_height_cm, mother_height_cm=mother_height_cm)
 
+    def warm_up(self) -> None:
+        """One prediction on a synthetic hand-sized image, so the first real one is not slow.
+
+        The first call traces the cached ``tf.function`` (seconds on 2 cores); ``boneage serve``
+        and the app run this at start, before anyone waits on it.
+        """
+        h, w = 1040, 800
+        yy, xx = np.mgrid[0:h, 0:w]
+        blob = ((xx - w / 2) / (w / 3)) ** 2 + ((yy - h / 2) / (h / 2.5)) ** 2 < 1
+        img = np.where(blob, 0.8, 0.05).astype(np.float32)
+        self.predict(img, sex="F")
+
     def predict_prepared(self, items: list["Prepared"], sexes: list[str], chunk: int = 64
                          ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Model outputs for many prepared images in as few model calls as possible (batch scoring).
