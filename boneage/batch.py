@@ -76,8 +76,8 @@ def done_files(csv_path: Path) -> set[str]:
         raise BatchError(f"{csv_path}: cannot read it to resume ({e})") from None
 
 
-def _prepare_worker(path: str, params_dict: dict, tta: int | None, keep_overlay: bool):
-    """Runs in a worker process: read + pipeline + TTA copies, or the one-line error."""
+def prepare_one(path: str, params_dict: dict, tta: int | None, keep_overlay: bool):
+    """Read + pipeline + TTA copies of one file, or its one-line error (runs in worker processes)."""
     from .io import ImageError
     from .pipeline import PipelineParams
     from .predict import prepare
@@ -125,6 +125,35 @@ def row_for(file: str, pred=None, error: str | None = None) -> dict:
     return row
 
 
+def predict_rows(predictor, ready: list[tuple[str, object]], *, sex: str | None = None,
+                 clinical: dict | None = None, dicom_out: str | Path | None = None) -> list[dict]:
+    """CSV rows for prepared images: the model batched over all of them (local and Ray paths)."""
+    from .clinical import ClinicalInputError
+    from .predict import PredictionError
+
+    rows, sexes, items, names = [], [], [], []
+    for name, prep in ready:
+        try:
+            sexes.append(predictor.resolve_sex(prep, sex))
+        except PredictionError as e:
+            rows.append(row_for(name, error=f"{name}: {e}"))
+            continue
+        items.append(prep)
+        names.append(name)
+    for name, prep, sx, (months, att) in zip(names, items, sexes, predictor.predict_prepared(items, sexes)):
+        try:
+            p = predictor.finish(prep, sx, months, att, **(clinical or {}))
+        except (PredictionError, ClinicalInputError) as e:
+            rows.append(row_for(name, error=f"{name}: {e}"))
+            continue
+        if dicom_out:
+            from .dicom_out import write_results
+
+            write_results(p, name, dicom_out)
+        rows.append(row_for(name, p))
+    return rows
+
+
 def score(
     predictor,
     files: list[Path],
@@ -144,9 +173,6 @@ def score(
     import time
 
     from tqdm import tqdm
-
-    from .clinical import ClinicalInputError
-    from .predict import PredictionError
 
     out = Path(out_csv)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,26 +201,8 @@ def score(
                 on_row(row)
 
         def run_model(ready: list[tuple[str, object]]):
-            sexes, items, names = [], [], []
-            for name, prep in ready:
-                try:
-                    sexes.append(predictor.resolve_sex(prep, sex))
-                except PredictionError as e:
-                    emit(row_for(name, error=f"{name}: {e}"))
-                    continue
-                items.append(prep)
-                names.append(name)
-            for name, prep, sx, (months, att) in zip(names, items, sexes, predictor.predict_prepared(items, sexes)):
-                try:
-                    p = predictor.finish(prep, sx, months, att, **(clinical or {}))
-                except (PredictionError, ClinicalInputError) as e:
-                    emit(row_for(name, error=f"{name}: {e}"))
-                    continue
-                if dicom_out:
-                    from .dicom_out import write_results
-
-                    write_results(p, name, dicom_out)
-                emit(row_for(name, p))
+            for row in predict_rows(predictor, ready, sex=sex, clinical=clinical, dicom_out=dicom_out):
+                emit(row)
 
         ctx = multiprocessing.get_context("spawn")
         params = predictor.params.to_dict()
@@ -210,7 +218,7 @@ def score(
                     if f is None:
                         exhausted = True
                         break
-                    pending.add(pool.submit(_prepare_worker, f, params, tta, bool(dicom_out)))
+                    pending.add(pool.submit(prepare_one, f, params, tta, bool(dicom_out)))
                 if pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
@@ -232,4 +240,4 @@ def score(
                         seconds=time.perf_counter() - t0)
 
 
-__all__ = ["expand_inputs", "score", "done_files", "row_for", "BatchSummary", "BatchError", "COLUMNS"]
+__all__ = ["expand_inputs", "score", "predict_rows", "prepare_one", "done_files", "row_for", "BatchSummary", "BatchError", "COLUMNS"]

@@ -204,10 +204,19 @@ def cmd_predict(a) -> int:
         clinical = dict(chronological_age_months=first(a.age_months), birth_date=a.birth_date,
                         study_date=first(a.study_date), height_cm=first(a.height_cm),
                         father_height_cm=a.father_height_cm, mother_height_cm=a.mother_height_cm)
+        clinical = {k: v for k, v in clinical.items() if v is not None}
         try:
-            s = score(pred, [Path(t[0]) for t in todo], a.out, sex=a.sex, tta=a.tta, workers=a.workers,
-                      dicom_out=a.dicom_out, clinical={k: v for k, v in clinical.items() if v is not None},
-                      progress=not a.quiet)
+            if a.ray:
+                from .ray_batch import score_on_ray
+
+                if a.dicom_out:
+                    return _fail("--dicom-out is not available with --ray (write DICOM from a local run)")
+                s = score_on_ray([Path(t[0]) for t in todo], a.out, model=a.model, sex=a.sex, tta=a.tta,
+                                 clinical=clinical, actors=a.workers or 2, address=a.ray_address,
+                                 progress=not a.quiet)
+            else:
+                s = score(pred, [Path(t[0]) for t in todo], a.out, sex=a.sex, tta=a.tta, workers=a.workers,
+                          dicom_out=a.dicom_out, clinical=clinical, progress=not a.quiet)
         except BatchError as e:
             return _fail(str(e))
         print(f"{s.predicted} predicted, {s.failed} failed, {s.skipped} already in {a.out} (of {s.total}); "
@@ -359,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "in it are skipped), decode and pipeline in worker processes, progress bar")
     s.add_argument("--workers", type=int, default=None, help="with --out: preprocessing processes (default: cores)")
     s.add_argument("--quiet", action="store_true", help="with --out: no progress bar")
+    s.add_argument("--ray", action="store_true", help="with --out: score on Ray Data (requirements-ray.txt); "
+                   "--workers = actors (default 2)")
+    s.add_argument("--ray-address", metavar="ADDRESS", help="with --ray: an existing cluster (e.g. ray://head:10001; "
+                   "default: $RAY_ADDRESS or a local Ray)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
