@@ -3,7 +3,7 @@
 Each input (see :mod:`boneage.hostile`) is generated once into a temp folder, then loaded by
 :func:`boneage.io.load_image` in a fresh interpreter, ``--repeats`` times; the table shows the
 median wall time of the load and its peak resident memory above the interpreter after imports
-(``ru_maxrss`` delta, the worst of the repeats). Goal (issue #14): every input either refused
+(VmHWM after resetting it, see ``boneage.hostile.PEAK_PROBE``; the worst of the repeats). Goal (issue #14): every input either refused
 cheaply or loaded in a few seconds and under ~1 GB. The 1-minute load average is printed: other
 work on the machine makes the times pessimistic.
 
@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,28 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 from boneage import hostile  # noqa: E402
 
-CHILD = textwrap.dedent("""
-    import json, resource, sys, time
-    import numpy, cv2, PIL.Image, pydicom
-    import boneage.pipeline
-    from boneage.io import ImageError, load_image
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    try:
-        im = load_image(sys.argv[1])
-        out = {"result": f"loaded {im.pixels.shape[1]}x{im.pixels.shape[0]} (reduced {im.meta.reduced_by}x)"}
-    except ImageError as e:
-        out = {"result": "refused: " + str(e).split(": ", 1)[-1]}
-    out["seconds"] = time.perf_counter() - t
-    out["peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    print(json.dumps(out))
-""")
 
 
 def measure(path: Path, repeats: int) -> dict:
     runs = []
     for _ in range(repeats):
-        r = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=600,
+        r = subprocess.run([sys.executable, "-c", hostile.PEAK_PROBE, str(path)], capture_output=True, text=True, timeout=600,
                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if r.returncode != 0:
             return {"result": f"child failed: {r.stderr.strip().splitlines()[-1:]}", "seconds": None, "peak_mb": None}

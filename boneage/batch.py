@@ -131,18 +131,19 @@ def predict_rows(predictor, ready: list[tuple[str, object]], *, sex: str | None 
     from .clinical import ClinicalInputError
     from .predict import PredictionError
 
-    rows, sexes, items, names = [], [], [], []
+    rows, resolved, items, names = [], [], [], []
     for name, prep in ready:
         try:
-            sexes.append(predictor.resolve_sex(prep, sex))
-        except PredictionError as e:
+            resolved.append(predictor.resolve_inputs(prep.meta, sex, **(clinical or {})))
+        except (PredictionError, ClinicalInputError) as e:
             rows.append(row_for(name, error=f"{name}: {e}"))
             continue
         items.append(prep)
         names.append(name)
-    for name, prep, sx, (months, att) in zip(names, items, sexes, predictor.predict_prepared(items, sexes)):
+    outputs = predictor.predict_prepared(items, [inputs.sex for inputs, _ in resolved])
+    for name, prep, (inputs, notes), (months, att) in zip(names, items, resolved, outputs):
         try:
-            p = predictor.finish(prep, sx, months, att, **(clinical or {}))
+            p = predictor.finish(prep, inputs, notes, months, att)
         except (PredictionError, ClinicalInputError) as e:
             rows.append(row_for(name, error=f"{name}: {e}"))
             continue

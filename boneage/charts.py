@@ -17,12 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from .clinical import gp_reference
+from .palette import BAND_FILL, CHILD_COLOUR, REF_COLOUR, TEMPLATE
 from .vocab import parse_sex, sex_word
-
-# Colour-blind-safe pair (Okabe-Ito): blue for the reference, vermillion for the child.
-REF_COLOUR = "#0072B2"
-CHILD_COLOUR = "#D55E00"
-BAND_FILL = "rgba(0,114,178,0.15)"
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ def growth_chart(sex: str, bone_age_months: float, chronological_age_months: flo
         fig.add_trace(go.Scatter(x=[d.chronological_age_y], y=[d.bone_age_y], mode="markers", name="This child",
                                  marker=dict(color=CHILD_COLOUR, size=12, symbol="diamond"), error_y=err,
                                  hovertemplate="CA %{x:.2f} y<br>BA %{y:.2f} y<extra></extra>"))
-    fig.update_layout(title=d.title, template="plotly_white", legend=dict(x=0.01, y=0.99),
+    fig.update_layout(title=d.title, template=TEMPLATE, legend=dict(x=0.01, y=0.99),
                       margin=dict(l=60, r=20, t=60, b=50))
     fig.update_xaxes(title_text="Chronological age (years)", range=[0, d.axis_max], dtick=1)
     fig.update_yaxes(title_text="Bone age (years)", range=[0, d.axis_max], dtick=1)

@@ -8,6 +8,7 @@ pandas, so a mistyped path is answered at once instead of after TensorFlow's ≈
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -81,11 +82,18 @@ def _size(s: str) -> tuple[int, int]:
 
 
 def cmd_pipeline(a) -> int:
+    from .bundle import BundleError, read_meta
     from .pipeline import STAGE_NOTES, STAGES, PipelineParams, run_pipeline
 
-    params = PipelineParams(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold,
-                            denoise=a.denoise)  # parameters first: a ParameterError is one line from main()
-    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out)):
+    try:  # the model's own settings (what it was trained with), then the options given
+        base = read_meta(a.model).pipeline
+    except BundleError as e:
+        return _fail(str(e))
+    given = dict(clahe_clip=a.clahe_clip, clahe_tiles=a.clahe_tiles, threshold=a.threshold, denoise=a.denoise)
+    # parameters first: a ParameterError is one line from main()
+    params = PipelineParams.from_dict(base.to_dict() | {k: v for k, v in given.items() if v is not None})
+    if err := _preflight_error((preflight.existing_file, a.image), (preflight.output_folder, a.out),
+                               (preflight.model_path, a.model)):
         return _fail(err)
     import cv2
 
@@ -313,7 +321,7 @@ def cmd_train(a) -> int:
                                (preflight.existing_path, a.init_from)):
         return _fail(err)
     from .data import DataError
-    from .train import TrainConfig, train
+    from .train import TrainConfig, TrainError, train
 
     cfg = TrainConfig(
         data=a.data, out=a.out, backbone=a.backbone, image_height=h, image_width=w, epochs=a.epochs,
@@ -324,7 +332,7 @@ def cmd_train(a) -> int:
     )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
-    except DataError as e:
+    except (DataError, TrainError) as e:
         return _fail(str(e))
     return 0
 
@@ -345,7 +353,8 @@ def cmd_fetch_weights(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .pipeline import DENOISE_METHODS, THRESHOLD_METHODS
+    from .pipeline import DENOISE_METHODS, THRESHOLD_METHODS, PipelineParams
+    from .train import STRATEGIES, TrainConfig
     from .weights import SOURCES, default_dir
 
     p = _Parser(prog="boneage", description="Bone age from hand/wrist radiographs. Research software, not a medical device.")
@@ -355,10 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pipeline", help="run the preprocessing pipeline and write every stage")
     s.add_argument("image")
     s.add_argument("--out", required=True, help="folder for NN_<stage>.png and stages.json")
-    s.add_argument("--clahe-clip", type=float, default=1.0)
-    s.add_argument("--clahe-tiles", type=int, default=3)
-    s.add_argument("--threshold", choices=THRESHOLD_METHODS, default="mean")
-    s.add_argument("--denoise", choices=DENOISE_METHODS, default="median")
+    s.add_argument("--model", help="take the pipeline settings from this model (default: the model in use)")
+    pp = PipelineParams()
+    s.add_argument("--clahe-clip", type=float, help=f"default: the model's ({pp.clahe_clip:g} in the study)")
+    s.add_argument("--clahe-tiles", type=int, help=f"default: the model's ({pp.clahe_tiles} in the study)")
+    s.add_argument("--threshold", choices=THRESHOLD_METHODS, help=f"default: the model's ({pp.threshold} in the study)")
+    s.add_argument("--denoise", choices=DENOISE_METHODS, help=f"default: the model's ({pp.denoise} in the study)")
     s.set_defaults(func=cmd_pipeline)
 
     s = sub.add_parser("predict", help="bone age for one or more radiographs")
@@ -415,25 +426,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("train", help="train a model on an RSNA-layout folder")
+    # The defaults live in the dataclass, not here (read from its fields: building one would import Keras).
+    t = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True, help="run folder (model.keras, metrics.json, history.csv, …)")
-    s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default="efficientnet_lite0")
-    s.add_argument("--image-size", type=_size, default=(160, 128), help="HEIGHTxWIDTH of the model input (default 160x128)")
-    s.add_argument("--epochs", type=int, default=14)
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--trainable-fraction", type=float, default=0.6, help="share of backbone layers trained (from the top)")
+    s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default=t.backbone)
+    s.add_argument("--image-size", type=_size, default=(t.image_height, t.image_width),
+                   help=f"HEIGHTxWIDTH of the model input (default {t.image_height}x{t.image_width})")
+    s.add_argument("--epochs", type=int, default=t.epochs)
+    s.add_argument("--batch-size", type=int, default=t.batch_size)
+    s.add_argument("--lr", type=float, default=t.learning_rate)
+    s.add_argument("--trainable-fraction", type=float, default=t.trainable_fraction,
+                   help="share of backbone layers trained (from the top)")
     s.add_argument("--no-pretrained", action="store_true", help="random initialisation instead of ImageNet")
-    s.add_argument("--val-fraction", type=float, default=0.15)
-    s.add_argument("--patience", type=int, default=5)
-    s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
+    s.add_argument("--val-fraction", type=float, default=t.val_fraction)
+    s.add_argument("--patience", type=int, default=t.patience)
+    s.add_argument("--seed", type=int, default=t.seed)
+    s.add_argument("--strategy", choices=STRATEGIES, default=t.strategy)
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     s.add_argument("--init-from", help="start from a trained model (run folder, .keras or .weights.h5): fine-tuning")
-    s.add_argument("--warmup-epochs", type=float, default=0.5, help="linear LR warm-up, in epochs")
-    s.add_argument("--augment-strength", type=float, default=1.0,
+    s.add_argument("--warmup-epochs", type=float, default=t.warmup_epochs, help="linear LR warm-up, in epochs")
+    s.add_argument("--augment-strength", type=float, default=t.augment_strength,
                    help="scale of every augmentation range (1 = default; 0.5 for a closer-fitting fine-tuning phase)")
-    s.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+    s.add_argument("--ema", type=float, default=t.ema_momentum, metavar="MOMENTUM",
                    help="keep a moving average of the weights (e.g. 0.995) and validate/ship it (default 0 = off)")
     s.add_argument("--limit", type=int, help="use only the first N labelled images (smoke tests)")
     s.add_argument("--workers", type=int, help="preprocessing processes")

@@ -121,7 +121,7 @@ def png_header_only(path: Path, side: int = 7700, bits: int = 16) -> Path:
     return path
 
 
-def _dicom(rows: int, cols: int, pixel_data: bytes, tsuid: str, *, encapsulated: bool) -> bytes:
+def _dicom(rows: int, cols: int, pixel_data: bytes, tsuid: str, *, encapsulated: bool, **extra) -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
@@ -136,6 +136,8 @@ def _dicom(rows: int, cols: int, pixel_data: bytes, tsuid: str, *, encapsulated:
     ds.Rows, ds.Columns = rows, cols
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    for key, value in extra.items():
+        setattr(ds, key, value)
     ds.PixelData = pixel_data
     ds["PixelData"].VR = "OB" if encapsulated else "OW"
     buf = io.BytesIO()
@@ -173,3 +175,42 @@ GENERATORS = {
     "dicom_j2k_12000_in_1040x800": (dicom_j2k_lie, "JPEG 2000 DICOM, codestream 12000² in a 1040×800 header"),
     "dicom_7000_u16": (dicom_big, "uncompressed 16-bit DICOM 7000×7000 (98 MB)"),
 }
+
+
+# Peak memory of one load, measured inside a fresh interpreter (the tests and the benchmark both
+# use it). ``ru_maxrss`` is a high-water mark for the whole process life, so a peak during the
+# imports would hide the load's own; Linux lets a process reset its mark (``/proc/self/clear_refs``,
+# value 5) and read it back as VmHWM, which is used where available.
+PEAK_PROBE = """
+import json, resource, sys, time
+import numpy, cv2, PIL.Image, pydicom
+import boneage.pipeline
+from boneage.io import ImageError, load_image
+
+def _status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return None
+
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before, how = _status("VmRSS"), "VmHWM"
+except OSError:
+    before, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss"
+t = time.perf_counter()
+try:
+    im = load_image(sys.argv[1])
+    out = {"ok": True, "shape": list(im.pixels.shape), "k": im.meta.reduced_by, "dtype": str(im.pixels.dtype),
+           "warnings": im.meta.warnings,
+           "result": f"loaded {im.pixels.shape[1]}x{im.pixels.shape[0]} (reduced {im.meta.reduced_by}x)"}
+except ImageError as e:
+    out = {"ok": False, "error": str(e), "result": "refused: " + str(e).split(": ", 1)[-1]}
+out["seconds"] = time.perf_counter() - t
+peak = _status("VmHWM") if how == "VmHWM" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_mb"] = peak - before
+out["peak_measure"] = how
+print(json.dumps(out))
+"""

@@ -639,7 +639,8 @@ def _gray_reduced(rows, height: int, width: int, k: int, *, alpha_full: float, r
     """
     step = k * max(1, _STRIP_PIXELS // (width * k))
     out_w = -(-width // k)
-    parts, spread_rg, spread_gb, alpha_min, colour = [], 0.0, 0.0, 1.0, False
+    out = np.empty((-(-height // k), out_w), np.float64)  # filled strip by strip (no concatenation copy)
+    spread_rg, spread_gb, alpha_min, colour = 0.0, 0.0, 1.0, False
     for r0 in range(0, height, step):
         r1 = min(height, r0 + step)
         if k == 1:
@@ -663,13 +664,13 @@ def _gray_reduced(rows, height: int, width: int, k: int, *, alpha_full: float, r
             colour = True
             spread_rg, spread_gb = max(spread_rg, stats["rg"]), max(spread_gb, stats["gb"])
         alpha_min = min(alpha_min, stats.get("alpha_min", 1.0))
-        parts.append(gray)
+        out[r0 // k : r0 // k + gray.shape[0]] = gray
         del a, gray
     if colour and spread_rg + spread_gb > 0.05 * alpha_full:
         warnings.append("colour image converted to gray (luminance)")
     if alpha_min < 1.0:
         warnings.append("transparent areas composited over black")
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return out
 
 
 def _area_reduce(a: np.ndarray, k: int, out_w: int) -> np.ndarray:
@@ -1067,7 +1068,9 @@ def _normalise(a: np.ndarray, label: str, valid: np.ndarray | None = None) -> np
     lo, hi = float(v.min()), float(v.max())
     if hi <= lo:
         raise ImageError(f"{label}: image is blank (one uniform value)")
-    out = np.nan_to_num((a - lo) / (hi - lo), nan=0.0).astype(np.float32)
+    x = a - lo  # the same arithmetic as (a - lo) / (hi - lo), with one temporary instead of three
+    x /= hi - lo
+    out = np.nan_to_num(x, nan=0.0, copy=False).astype(np.float32)
     return np.clip(out, 0.0, 1.0, out=out)
 
 

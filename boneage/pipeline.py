@@ -516,12 +516,17 @@ def detect_laterality(mask_aligned: np.ndarray, margin: float = 0.02) -> str:
     return "left" if d > 0 else "right"
 
 
-def extract_rois(mask: np.ndarray) -> tuple[dict[str, tuple[int, int, int, int]], list[str]]:
+Box = tuple[int, int, int, int]  # (x, y, w, h) in pixels of the aligned image
+
+
+def extract_rois(mask: np.ndarray) -> tuple[dict[str, Box], list[str]]:
     """ROI boxes from the convex hull and its convexity defects (aligned, canonical left hand).
 
     The defects are the valleys between digits; the deepest one low on the thumb side is the
     thumb–index web. The wrist is the narrowest row below the palm; the carpal bones sit just
-    above it and the distal radius/ulna just below.
+    above it and the distal radius/ulna just below. Read top-down: the hand's outline → its
+    valleys → the wrist row → one box per region; a region whose landmarks are missing is placed
+    from the hand's proportions, with a note.
     """
     notes: list[str] = []
     h, w = mask.shape
@@ -529,33 +534,41 @@ def extract_rois(mask: np.ndarray) -> tuple[dict[str, tuple[int, int, int, int]]
     contour = max(cs, key=cv2.contourArea) if cs else None
     if contour is None or len(contour) < 5:
         return {}, ["no hand contour for ROI extraction"]
-    x0, y0, bw, bh = cv2.boundingRect(contour)
+    hand = cv2.boundingRect(contour)
+    x0, y0, bw, bh = hand
     rows = mask[y0 : y0 + bh] > 0
     widths = rows.sum(axis=1)
     lefts = np.where(rows.any(axis=1), rows.argmax(axis=1), 0)
-
-    # Convexity defects: finger valleys.
+    # Convexity defects: finger valleys, the five deepest.
     valleys = [v[:3] for v in finger_valleys(mask, min_depth=0.04, max_rel_y=0.75)]
     valleys.sort(key=lambda v: -v[2])
     valleys = valleys[:5]
+    wrist_rel = _wrist_row(widths, bh, notes)
+    wy = y0 + wrist_rel
+    tip_x, tip_y = fingertip(mask)
+    rois: dict[str, Box] = {
+        "middle_finger": _middle_finger_box(valleys, tip_x, tip_y, hand, notes),
+        "thumb": _thumb_box(valleys, tip_x, hand, wy, notes),
+        **_carpal_and_wrist_boxes(int(lefts[wrist_rel]), wy, max(8, int(widths[wrist_rel])), bh, y0),
+    }
+    return {k: _clip_box(b, w, h) for k, b in rois.items()}, notes
 
-    # Wrist: the narrowest row in the lower part of the hand (below the thumb web).
+
+def _wrist_row(widths: np.ndarray, bh: int, notes: list[str]) -> int:
+    """The narrowest row in the lower part of the hand (below the thumb web), relative to its top."""
     lo_start, lo_end = int(0.68 * bh), int(0.88 * bh)
     if lo_end - lo_start > 3:
         seg = widths[lo_start:lo_end].astype(float)
         k = max(1, len(seg) // 15)
         seg = np.convolve(seg, np.ones(k) / k, mode="same")
-        wrist_rel = lo_start + int(np.argmin(seg[k:-k] if len(seg) > 2 * k + 1 else seg) + (k if len(seg) > 2 * k + 1 else 0))
-    else:
-        wrist_rel = int(0.85 * bh)
-        notes.append("hand too short to locate the wrist; wrist from proportions")
-    wy = y0 + wrist_rel
-    wx0 = int(lefts[wrist_rel])
-    ww = max(8, int(widths[wrist_rel]))
+        return lo_start + int(np.argmin(seg[k:-k] if len(seg) > 2 * k + 1 else seg) + (k if len(seg) > 2 * k + 1 else 0))
+    notes.append("hand too short to locate the wrist; wrist from proportions")
+    return int(0.85 * bh)
 
-    rois: dict[str, tuple[int, int, int, int]] = {}
-    # Middle finger: between the valleys either side of the fingertip's column.
-    tip_x, tip_y = fingertip(mask)
+
+def _middle_finger_box(valleys: list, tip_x: float, tip_y: float, hand: Box, notes: list[str]) -> Box:
+    """Between the valleys either side of the fingertip's column, from the tip down."""
+    x0, y0, bw, bh = hand
     top_valleys = [v for v in valleys if v[1] < y0 + 0.6 * bh]
     left_v = [v for v in top_valleys if v[0] < tip_x]
     right_v = [v for v in top_valleys if v[0] > tip_x]
@@ -568,9 +581,12 @@ def extract_rois(mask: np.ndarray) -> tuple[dict[str, tuple[int, int, int, int]]
         notes.append("finger valleys not found; middle-finger ROI from proportions")
         fx0, fx1 = int(tip_x - 0.09 * bw), int(tip_x + 0.09 * bw)
         fy1 = y0 + int(0.4 * bh)
-    rois["middle_finger"] = (fx0, int(tip_y), max(8, fx1 - fx0), max(8, fy1 - int(tip_y)))
+    return (fx0, int(tip_y), max(8, fx1 - fx0), max(8, fy1 - int(tip_y)))
 
-    # Thumb: canonical left hand → the thumb is on the image's right, below the thumb–index web.
+
+def _thumb_box(valleys: list, tip_x: float, hand: Box, wy: int, notes: list[str]) -> Box:
+    """Canonical left hand: the thumb is on the image's right, below the thumb–index web."""
+    x0, y0, bw, bh = hand
     thumb_v = [v for v in valleys if v[0] > tip_x and v[1] > y0 + 0.3 * bh]
     if thumb_v:
         tv = max(thumb_v, key=lambda v: v[1])
@@ -580,16 +596,14 @@ def extract_rois(mask: np.ndarray) -> tuple[dict[str, tuple[int, int, int, int]]
         tx0, ty0 = int(x0 + 0.62 * bw), y0 + int(0.32 * bh)
     tx1 = x0 + bw
     ty1 = min(wy, int(ty0 + 0.38 * bh))
-    rois["thumb"] = (tx0, max(y0, ty0), max(8, tx1 - tx0), max(8, ty1 - max(y0, ty0)))
+    return (tx0, max(y0, ty0), max(8, tx1 - tx0), max(8, ty1 - max(y0, ty0)))
 
-    # Carpals: the block just above the wrist line; wrist joint (distal radius/ulna) around and below it.
+
+def _carpal_and_wrist_boxes(wx0: int, wy: int, ww: int, bh: int, y0: int) -> dict[str, Box]:
+    """Carpals: the block just above the wrist line; the wrist joint (distal radius/ulna) around and below it."""
     ch = int(0.15 * bh)
-    rois["carpals"] = (wx0, max(y0, wy - ch), ww, ch)
     rh = int(0.11 * bh)
-    rois["wrist"] = (wx0, wy - rh // 5, ww, rh)
-
-    clipped = {k: _clip_box(b, w, h) for k, b in rois.items()}
-    return clipped, notes
+    return {"carpals": (wx0, max(y0, wy - ch), ww, ch), "wrist": (wx0, wy - rh // 5, ww, rh)}
 
 
 def _clip_box(b: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
@@ -661,19 +675,33 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None)
     Something that is not an image array (1-D, 1×1, object dtype, NaN …) is refused with
     :class:`boneage.io.ImageError` and bad parameters with :class:`boneage.checks.ParameterError`,
     one line each, instead of IndexError/ValueError/AttributeError from deep inside a stage.
+
+    Read top-down: frame and polarity → enhance (8 bits: denoise, CLAHE) → hand mask → align →
+    canonical left-hand view → ROIs → model input. Each step records its images in
+    ``res.stages`` and its measurements and warnings on ``res``.
     """
     from .io import check_array_shape
 
     p = PipelineParams.coerce(params)
     img = to_float01(check_array_shape(image, name="image", min_side=2))
-    stages: dict[str, np.ndarray] = {"input": img}
-    res = PipelineResult(stages=stages, params=p)
+    res = PipelineResult(stages={"input": img}, params=p)
+    norm = _frame_and_polarity(img, p, res)
+    enh = _enhance(norm, p, res)
+    mask = _hand_mask(enh, res)
+    aligned, amask = _align(enh, mask, p, res)
+    canonical, cmask = _canonical_view(aligned, amask, p, res)
+    _regions(canonical, cmask, res)
+    res.stages["model_input"], res.model_box = model_crop(canonical, cmask if res.hand_found else None, p)
+    return res
 
+
+def _frame_and_polarity(img: np.ndarray, p: PipelineParams, res: PipelineResult) -> np.ndarray:
+    """Into the study frame, min-max normalised, inverted films flipped back."""
     res.squashed_thumbnail = is_squashed_thumbnail(img, p)
     framed = resize_to_frame(img, p.frame_width, p.frame_height, stretch=res.squashed_thumbnail)
-    stages["resized"] = framed
+    res.stages["resized"] = framed
     norm = minmax_normalise(framed)
-    stages["normalised"] = norm
+    res.stages["normalised"] = norm
     # Polarity is judged on the image itself, before letterboxing adds black bars to its border;
     # an inverted image is flipped and framed again, so its bars are black too.
     if p.fix_polarity and looks_inverted(minmax_normalise(img)):
@@ -681,28 +709,39 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None)
                                                 stretch=res.squashed_thumbnail))
         res.inverted = True
         res.warnings.append("image looked inverted (bone dark on a bright background); polarity was flipped")
-    stages["polarity"] = norm
+    res.stages["polarity"] = norm
+    return norm
 
-    # From here the pipeline works in 8 bits: the range has been stretched to the full scale.
+
+def _enhance(norm: np.ndarray, p: PipelineParams, res: PipelineResult) -> np.ndarray:
+    """From here the pipeline works in 8 bits (the range has been stretched to the full scale)."""
     u8 = np.round(norm * 255).astype(np.uint8)
     den = denoise(u8, p.denoise, p.denoise_ksize)
-    stages["denoised"] = den
+    res.stages["denoised"] = den
     enh = clahe(den, p.clahe_clip, p.clahe_tiles)
-    stages["clahe"] = enh
+    res.stages["clahe"] = enh
+    return enh
+
+
+def _hand_mask(enh: np.ndarray, res: PipelineResult) -> np.ndarray:
+    """Threshold, largest contour; an implausible hand falls back to the whole image, with a warning."""
+    p = res.params
     binary = threshold_mean(enh, method=p.threshold, ignore_bottom=p.ignore_bottom, ignore_right=p.ignore_right)
-    stages["threshold"] = binary
+    res.stages["threshold"] = binary
     mask, contour = largest_contour_mask(binary)
     why = hand_plausibility(mask, contour, binary)
     if why:
         res.failed_stages["mask"] = why
         res.warnings.append(f"hand not found ({why}); using the whole image")
         mask = np.full_like(binary, 255)
-        contour = None
     res.hand_found = why is None
     res.hand_area_fraction = float(np.count_nonzero(mask)) / mask.size
-    stages["mask"] = mask
+    res.stages["mask"] = mask
+    return mask
 
-    # Alignment: rotate so the middle finger points straight up.
+
+def _align(enh: np.ndarray, mask: np.ndarray, p: PipelineParams, res: PipelineResult) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate so the middle finger points straight up (image and mask)."""
     c0 = centroid(mask)
     angle = 0.0
     if p.align and res.hand_found:
@@ -716,9 +755,13 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None)
             res.warnings.append("rotation not corrected (no hand found)")
         aligned, amask = enh, mask
     res.rotation_deg = float(angle)
-    stages["aligned"] = aligned
+    res.stages["aligned"] = aligned
+    return aligned, amask
 
-    # Laterality: canonical is the left hand (thumb on the image's right).
+
+def _canonical_view(aligned: np.ndarray, amask: np.ndarray, p: PipelineParams,
+                    res: PipelineResult) -> tuple[np.ndarray, np.ndarray]:
+    """Laterality: canonical is the left hand (thumb on the image's right); a right hand is mirrored."""
     if res.hand_found:
         res.laterality = detect_laterality(amask)
         if res.laterality == "unknown":
@@ -730,9 +773,13 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None)
         canonical, cmask = np.ascontiguousarray(aligned[:, ::-1]), np.ascontiguousarray(amask[:, ::-1])
         res.mirrored = True
         res.warnings.append("right hand detected; mirrored to the standard left-hand view")
-    stages["aligned_mask"] = cmask  # the mask in the canonical (possibly mirrored) frame
-    stages["canonical"] = canonical
+    res.stages["aligned_mask"] = cmask  # the mask in the canonical (possibly mirrored) frame
+    res.stages["canonical"] = canonical
+    return canonical, cmask
 
+
+def _regions(canonical: np.ndarray, cmask: np.ndarray, res: PipelineResult) -> None:
+    """ROI boxes on the canonical view (none without a hand), drawn for the ``rois`` stage."""
     if res.hand_found:
         rois, notes = extract_rois(cmask)
         if not rois:
@@ -741,6 +788,4 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None)
         res.warnings.extend(f"ROI: {n}" for n in notes)
     else:
         res.failed_stages["rois"] = "no hand mask"
-    stages["rois"] = draw_rois(canonical, res.rois)
-    stages["model_input"], res.model_box = model_crop(canonical, cmask if res.hand_found else None, p)
-    return res
+    res.stages["rois"] = draw_rois(canonical, res.rois)

@@ -8,7 +8,6 @@ all Streamlit sessions.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import threading
@@ -19,19 +18,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .bundle import BundleMeta
 from .checks import ParameterError, check_int
 from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
-from .paths import MODELS_DIR
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 DEFAULT_TTA = 8
 MAX_TTA = 64  # copies per image; more adds time, not accuracy (the spread settles by 8)
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
-MODEL_FILE = "model.keras"
-META_FILE = "meta.json"
-
-
 class PredictionError(ValueError):
     """Input that cannot be predicted on (one-line message), e.g. sex missing."""
 
@@ -108,15 +103,15 @@ def _normalise_sex(sex) -> Sex | None:
 class Predictor:
     """A loaded model bundle (``model.keras`` + ``meta.json``), ready to predict."""
 
-    def __init__(self, model, meta: dict, path: Path):
+    def __init__(self, model, meta: BundleMeta, path: Path):
         from .model import with_attention_output
 
         self.model = model
         self.meta = meta
         self.path = path
-        self.params = PipelineParams.from_dict(meta.get("pipeline"))
-        self.model_version = meta.get("model_version", path.stem)
-        self.residual_sd = float(meta.get("val_residual_sd_months", 0.0))
+        self.params = meta.pipeline
+        self.model_version = meta.model_version
+        self.residual_sd = meta.labels.val_residual_sd_months
         self._net = with_attention_output(model)
         self._fn = self._compile(self._net)
         self._lock = threading.Lock()
@@ -135,17 +130,15 @@ class Predictor:
     def load(cls, path: str | Path | None = None) -> "Predictor":
         """Load ``path`` (a run folder or a ``.keras`` file with ``meta.json`` beside it).
 
-        Default: ``$BONEAGE_MODEL`` if set, else the shipped model in ``models/``.
+        Default: ``$BONEAGE_MODEL`` if set, else the shipped model in ``models/`` (see :mod:`boneage.bundle`).
         """
-        from .model import load_model
+        from . import bundle
 
-        p = Path(path or os.environ.get("BONEAGE_MODEL") or MODELS_DIR)
-        model_file = p / MODEL_FILE if p.is_dir() else p
-        meta_file = model_file.parent / META_FILE
-        if not model_file.is_file():
-            raise PredictionError(f"no model at {model_file}; train one with `boneage train` or pass --model")
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        return cls(load_model(model_file), meta, model_file)
+        try:
+            model, meta, b = bundle.load(path)
+        except bundle.BundleError as e:
+            raise PredictionError(str(e)) from None
+        return cls(model, meta, Path(path) if path and str(path).endswith(".keras") else b.model_file)
 
     def _run(self, images: np.ndarray, male: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model on a batch: ``male`` is one value for all rows or one per row."""
@@ -154,6 +147,19 @@ class Predictor:
         with self._lock:
             months, att = self._fn(x)
         return np.asarray(months).reshape(-1), np.asarray(att)[..., 0]
+
+    def read(self, image: str | Path | bytes | np.ndarray | LoadedImage, sex, *, tta: int | None = None,
+             name: str | None = None, params: PipelineParams | dict | None = None) -> Prediction:
+        """The reading alone: bone age, uncertainty, attention and pipeline for one radiograph and a sex.
+
+        No clinical inputs, no interpretation: the bone age depends on the image and the sex only.
+        """
+        n, params = self._checked(tta, params)
+        pixels, meta = _pixels_and_meta(image, name)
+        sx = _normalise_sex(sex)
+        if sx is None:
+            raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
+        return self._read(pixels, meta, sx, n, params)
 
     def predict(
         self,
@@ -168,21 +174,51 @@ class Predictor:
         father_height_cm: float | None = None,
         mother_height_cm: float | None = None,
         name: str | None = None,
-        params: PipelineParams | None = None,
+        params: PipelineParams | dict | None = None,
+        fill_from_tags: bool = True,
     ) -> Prediction:
-        """Bone age for one radiograph. Raises ImageError / PredictionError / ClinicalInputError /
-        ParameterError with a one-line message for bad input.
+        """The reading (:meth:`read`), interpreted with the clinical inputs that
+        :func:`boneage.clinical_inputs.resolve` picks from what was typed and the DICOM tags.
+
+        Tags never cost the bone age: implausible ones are ignored with a warning, and typed values
+        win over them (with a warning where they disagree). Raises ImageError / PredictionError /
+        ClinicalInputError (bad typed inputs) / ParameterError with a one-line message.
 
         ``image``: a path, bytes, a binary file, a :class:`LoadedImage`, or an array (checked and
         normalised by :func:`boneage.io.load_array`, as a file would be). ``tta``: 1 to MAX_TTA
         copies (0, -5 and 1.5 used to become 1 silently). ``params``: PipelineParams or a dict.
         """
-        prep = prepare(image, self.params if params is None else PipelineParams.coerce(params), tta=tta, name=name)
-        sx = self.resolve_sex(prep, sex)
-        months, att = self._run(prep.batch, model_input(sx))
-        return self.finish(prep, sx, months, att, chronological_age_months=chronological_age_months,
-                           birth_date=birth_date, study_date=study_date, height_cm=height_cm,
-                           father_height_cm=father_height_cm, mother_height_cm=mother_height_cm)
+        n, params = self._checked(tta, params)
+        pixels, meta = _pixels_and_meta(image, name)
+        inputs, notes = self.resolve_inputs(
+            meta, sex, fill_from_tags=fill_from_tags, chronological_age_months=chronological_age_months,
+            birth_date=birth_date, study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
+            mother_height_cm=mother_height_cm)
+        prep = _prepare_pixels(pixels, meta, n, params)
+        months, att = self._run(prep.batch, model_input(inputs.sex))
+        return self.finish(prep, inputs, notes, months, att)
+
+    @staticmethod
+    def resolve_inputs(meta: ImageMeta | None, sex=None, *, fill_from_tags: bool = True, **clinical):
+        """``(inputs, notes)`` from what was typed and the DICOM tags (:func:`boneage.clinical_inputs.resolve`);
+        PredictionError when no sex is known, ClinicalInputError for bad typed inputs."""
+        from .clinical_inputs import ClinicalInputs, resolve
+
+        typed = ClinicalInputs(sex=_normalise_sex(sex), **clinical)
+        inputs, notes = resolve(typed, meta, fill_from_tags=fill_from_tags)
+        if inputs.sex is None:
+            raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
+        return inputs, notes
+
+    def finish(self, prep: "Prepared", inputs, notes: list[str], months: np.ndarray, att: np.ndarray) -> Prediction:
+        """The interpreted :class:`Prediction` from the model's outputs on ``prep``'s TTA copies."""
+        from .clinical import interpret
+
+        pred = self._reading(prep, inputs.sex, months, att)
+        pred.warnings.extend(notes)
+        if inputs.wants_interpretation():
+            pred.clinical = interpret(pred.bone_age_months, inputs.sex, **inputs.interpret_kwargs())
+        return pred
 
     def warm_up(self) -> None:
         """One prediction on a synthetic hand-sized image, so the first real one is not slow.
@@ -193,8 +229,7 @@ class Predictor:
         h, w = 1040, 800
         yy, xx = np.mgrid[0:h, 0:w]
         blob = ((xx - w / 2) / (w / 3)) ** 2 + ((yy - h / 2) / (h / 2.5)) ** 2 < 1
-        img = np.where(blob, 0.8, 0.05).astype(np.float32)
-        self.predict(img, sex="F")
+        self.read(np.where(blob, 0.8, 0.05).astype(np.float32), "F")
 
     def predict_prepared(self, items: list["Prepared"], sexes: list[str], chunk: int = 64
                          ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -231,36 +266,18 @@ class Predictor:
         flush()
         return out
 
-    @staticmethod
-    def resolve_sex(prep: "Prepared", sex: str | None) -> str:
-        """The sex given, else the DICOM's; PredictionError when neither says."""
-        sx = _normalise_sex(sex) or _normalise_sex(prep.meta.sex if prep.meta else None)
-        if sx is None:
-            raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
-        return sx
+    def _checked(self, tta, params) -> tuple[int, PipelineParams]:
+        n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+        return n, (self.params if params is None else PipelineParams.coerce(params))
 
-    def finish(
-        self,
-        prep: "Prepared",
-        sx: str,
-        months: np.ndarray,
-        att: np.ndarray,
-        *,
-        chronological_age_months: float | None = None,
-        birth_date: _dt.date | None = None,
-        study_date: _dt.date | None = None,
-        height_cm: float | None = None,
-        father_height_cm: float | None = None,
-        mother_height_cm: float | None = None,
-    ) -> Prediction:
-        """The :class:`Prediction` from the model's outputs on ``prep``'s TTA copies."""
-        meta, res = prep.meta, prep.pipeline
-        if meta is not None:
-            birth_date = birth_date or meta.birth_date
-            study_date = study_date or meta.study_date
-            if chronological_age_months is None and birth_date is None and meta.patient_age_months is not None:
-                chronological_age_months = meta.patient_age_months
-        n = len(months)
+    def _read(self, pixels: np.ndarray, meta: ImageMeta | None, sx: Sex, n: int, params: PipelineParams) -> Prediction:
+        prep = _prepare_pixels(pixels, meta, n, params)
+        months, att = self._run(prep.batch, model_input(sx))
+        return self._reading(prep, sx, months, att)
+
+    def _reading(self, prep: "Prepared", sx: Sex, months: np.ndarray, att: np.ndarray) -> Prediction:
+        """The reading (no interpretation) from the model's outputs on ``prep``'s TTA copies."""
+        meta, res, n = prep.meta, prep.pipeline, len(months)
         if not np.isfinite(months).all():
             raise PredictionError(
                 f"model {self.model_version} returned a non-finite bone age (NaN or infinity); its weights are broken "
@@ -275,19 +292,11 @@ class Predictor:
         if est < 0 or est > 228:
             warnings.append("estimate lies outside the training range (0–19 years); clipped")
             est = float(np.clip(est, 0, 228))
-        clin = None
-        if any(v is not None for v in (chronological_age_months, birth_date, study_date, height_cm,
-                                        father_height_cm, mother_height_cm)):
-            from .clinical import interpret
-
-            clin = interpret(est, sx, chronological_age_months=chronological_age_months, birth_date=birth_date,
-                             study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
-                             mother_height_cm=mother_height_cm)
         a = att[0]
         a = (a - a.min()) / (a.max() - a.min() + 1e-9)
         return Prediction(
             bone_age_months=est, uncertainty_months=unc, tta_sd_months=tta_sd, sex=sx, model_version=self.model_version,
-            warnings=warnings, attention_map=a.astype(np.float32), pipeline=res, image_meta=meta, clinical=clin,
+            warnings=warnings, attention_map=a.astype(np.float32), pipeline=res, image_meta=meta,
             tta_predictions=[float(v) for v in months],
         )
 
@@ -314,27 +323,28 @@ class Prepared:
         return Prepared(dataclasses.replace(self.pipeline, stages=stages), self.meta, self.batch)
 
 
-def prepare(
-    image: str | Path | bytes | np.ndarray | LoadedImage,
-    params: PipelineParams,
-    *,
-    tta: int | None = None,
-    name: str | None = None,
-) -> Prepared:
+def prepare(image, params: PipelineParams | dict, *, tta: int | None = None, name: str | None = None) -> Prepared:
     """Read ``image`` (ImageError / ParameterError on bad input), run the pipeline, make the TTA copies."""
+    n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+    pixels, meta = _pixels_and_meta(image, name)
+    return _prepare_pixels(pixels, meta, n, PipelineParams.coerce(params))
+
+
+def _prepare_pixels(pixels: np.ndarray, meta: ImageMeta | None, n: int, params: PipelineParams) -> Prepared:
     from .tta import tta_batch
 
-    n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
-    meta: ImageMeta | None = None
-    if isinstance(image, LoadedImage):
-        pixels, meta = image.pixels, image.meta
-    elif isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(image, "read"):
-        loaded = load_image(image, name=name)
-        pixels, meta = loaded.pixels, loaded.meta
-    else:  # arrays (and anything else) get the loader's checks: shape, dtype, NaN/inf, blank
-        pixels = load_array(image, name=name or "array").pixels
     res = run_pipeline(pixels, params)
     return Prepared(pipeline=res, meta=meta, batch=tta_batch(res.model_input, n=n))
+
+
+def _pixels_and_meta(image, name: str | None) -> tuple[np.ndarray, ImageMeta | None]:
+    if isinstance(image, LoadedImage):
+        return image.pixels, image.meta
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(image, "read"):
+        loaded = load_image(image, name=name)
+        return loaded.pixels, loaded.meta
+    # arrays (and anything else) get the loader's checks: shape, dtype, NaN/inf, blank
+    return load_array(image, name=name or "array").pixels, None
 
 
 __all__ = ["Predictor", "Prediction", "PredictionError", "ImageError", "ParameterError", "Prepared", "prepare"]

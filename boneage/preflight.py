@@ -62,10 +62,12 @@ def existing_path(path: str | Path) -> Path:
 
 def model_path(path: str | Path) -> Path:
     """A model the user named: a ``.keras``/``.weights.h5`` file or a folder holding ``model.keras``."""
+    from .bundle import MODEL_FILE
+
     p = Path(path).expanduser()
     if p.is_dir():
-        if not (p / "model.keras").is_file():
-            raise PathError(f"{path}: no model.keras in this folder")
+        if not (p / MODEL_FILE).is_file():
+            raise PathError(f"{path}: no {MODEL_FILE} in this folder")
         return p
     if not p.exists():
         raise PathError(f"{path}: model not found")

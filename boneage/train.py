@@ -8,7 +8,6 @@ TensorBoard logs; Ctrl-C leaves a resumable state (``--resume``). ``--strategy``
 """
 from __future__ import annotations
 
-from . import _quiet  # noqa: F401  (TensorFlow start-up logging off)
 import json
 import math
 import os
@@ -18,13 +17,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .data import build_cache, split
-from .pipeline import PIPELINE_VERSION, PipelineParams
+from . import bundle
+from .pipeline import PipelineParams
 
-MODEL_FILE = "model.keras"
-META_FILE = "meta.json"
+STRATEGIES = ("default", "mirrored", "multiworker")  # --strategy: see get_strategy
+CHECKPOINT_FILE = "best.weights.h5"  # the best epoch's weights, in the run folder (also --init-from's first choice)
+
+
+
+def _keras():
+    """Keras, imported with TensorFlow's start-up lines kept off the terminal (:mod:`boneage._quiet`).
+
+    Imported inside the functions, not at module level, so ``boneage train``'s argument parser can
+    read its defaults from :class:`TrainConfig` before TensorFlow loads.
+    """
+    from . import _quiet  # noqa: F401
+    import keras
+
+    return keras
 
 
 @dataclass
@@ -34,7 +45,7 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"
     image_height: int = 160
     image_width: int = 128
-    epochs: int = 12
+    epochs: int = 14
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_epochs: float = 0.5
@@ -43,8 +54,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     pretrained: bool = True
-    trainable_fraction: float = 1.0
-    patience: int = 4
+    trainable_fraction: float = 0.6  # share of backbone layers trained, from the top
+    patience: int = 5
     seed: int = 42
     strategy: str = "default"
     resume: bool = False
@@ -83,7 +94,7 @@ class TrainConfig:
                                            flag="--trainable-fraction")
         c.patience = check_int(c.patience, "patience", lo=0, hi=10_000, flag="--patience")
         c.seed = check_int(c.seed, "seed", lo=0, hi=2**32 - 1, flag="--seed")
-        c.strategy = check_choice(c.strategy, "strategy", ("default", "mirrored", "multiworker"), flag="--strategy")
+        c.strategy = check_choice(c.strategy, "strategy", STRATEGIES, flag="--strategy")
         c.resume = check_bool(c.resume, "resume", flag="--resume")
         if c.limit is not None:
             c.limit = check_int(c.limit, "limit", lo=1, flag="--limit")
@@ -100,12 +111,12 @@ class TrainConfig:
 
 def get_strategy(name: str):
     """``tf.distribute`` strategy by name (TensorFlow backend only)."""
-    import keras
+    keras = _keras()
 
     if name == "default":
         return None
     if keras.backend.backend() != "tensorflow":
-        raise SystemExit(f"--strategy {name} needs KERAS_BACKEND=tensorflow (got {keras.backend.backend()})")
+        raise TrainError(f"--strategy {name} needs KERAS_BACKEND=tensorflow (got {keras.backend.backend()})")
     import tensorflow as tf
 
     if name == "mirrored":
@@ -115,9 +126,9 @@ def get_strategy(name: str):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise SystemExit("--strategy multiworker needs TF_CONFIG (cluster spec and this worker's task) in the environment")
+            raise TrainError("--strategy multiworker needs TF_CONFIG (cluster spec and this worker's task) in the environment")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise SystemExit(f"unknown --strategy {name!r} (default, mirrored, multiworker)")
+    raise TrainError(f"unknown --strategy {name!r} ({', '.join(STRATEGIES)})")
 
 
 def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int = 0,
@@ -150,7 +161,7 @@ def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
 
 def EpochReport(total_epochs: int, log):
     """Callback: a one-line summary per epoch with the overall ETA (Keras' bar only knows the epoch)."""
-    import keras
+    keras = _keras()
 
     class _CB(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -175,7 +186,7 @@ def EpochReport(total_epochs: int, log):
 
 def HostValidation(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray):
     """Callback: validation MAE computed on the host after each epoch (for distributed training)."""
-    import keras
+    keras = _keras()
 
     class _CB(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -186,15 +197,52 @@ def HostValidation(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray):
     return _CB()
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
-    """Train, pick the best epoch by validation MAE, write the run folder; return metrics."""
-    import keras
+class TrainError(RuntimeError):
+    """Training cannot start or continue as configured (one-line message; the CLI exits 2)."""
 
-    from .model import build_model, compile_model, load_model
+
+@dataclass
+class _Prepared:
+    """Step 1's output: cached model inputs split by id, as arrays."""
+
+    params: PipelineParams
+    train_ids: pd.DataFrame
+    val_ids: pd.DataFrame
+    x_train: np.ndarray
+    x_val: np.ndarray
+    male_train: np.ndarray
+    male_val: np.ndarray
+    y_train: np.ndarray
+    y_val: np.ndarray
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train, pick the best epoch by validation MAE, write the run folder; return metrics.
+
+    Read top-down: prepare the data → build the model → callbacks → fit → write the run folder.
+    Raises :class:`TrainError` for a configuration that cannot train; Ctrl-C keeps the last
+    finished epoch for ``--resume`` and re-raises KeyboardInterrupt.
+    """
+    keras = _keras()
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
+    data = _prepare(cfg, log)
+    datasets = _datasets(cfg, data)  # before the model: the seeded augmenter draws first, as the shipped runs did
+    steps = math.ceil(len(data.train_ids) / cfg.batch_size)
+    model, strategy = _build(cfg, data, steps, log)
+    callbacks = _callbacks(cfg, out, data, strategy, log)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log(f"training {model.name} ({model.count_params() / 1e6:.1f} M parameters) for up to {cfg.epochs} epochs, {steps} steps each …")
+    train_s = _fit(cfg, out, model, datasets, strategy, callbacks, log)
+    return _write(cfg, out, model, data, train_s, log)
+
+
+def _prepare(cfg: TrainConfig, log) -> _Prepared:
+    """Labels and cached pipeline outputs (boneage.data), usable images only, split by id."""
+    from .data import build_cache, split
+
     params = cfg.pipeline_params()
     log(f"preparing images from {cfg.data} (pipeline at {params.frame_width}×{params.frame_height}, model input {cfg.image_height}×{cfg.image_width}) …")
     t0 = time.time()
@@ -207,23 +255,37 @@ def train(cfg: TrainConfig, log=print) -> dict:
     lab = lab.assign(row=np.arange(len(lab)))[lab["ok"]]
     tr, va = split(lab, cfg.val_fraction)
     if len(tr) == 0 or len(va) == 0:
-        raise SystemExit(f"need images on both sides of the split (train {len(tr)}, val {len(va)}); use more data or --val-fraction")
+        raise TrainError(f"need images on both sides of the split (train {len(tr)}, val {len(va)}); use more data or --val-fraction")
     log(f"  split by id: {len(tr)} train, {len(va)} validation")
-    xi_tr, xi_va = prep.images[tr["row"].to_numpy()], prep.images[va["row"].to_numpy()]
-    ytr, yva = tr["boneage_months"].to_numpy(float), va["boneage_months"].to_numpy(float)
-    mtr, mva = tr["male"].to_numpy(float), va["male"].to_numpy(float)
+    return _Prepared(
+        params=params, train_ids=tr, val_ids=va,
+        x_train=prep.images[tr["row"].to_numpy()], x_val=prep.images[va["row"].to_numpy()],
+        male_train=tr["male"].to_numpy(float), male_val=va["male"].to_numpy(float),
+        y_train=tr["boneage_months"].to_numpy(float), y_val=va["boneage_months"].to_numpy(float),
+    )
 
-    ds_tr = make_dataset(xi_tr, mtr, ytr, batch_size=cfg.batch_size, training=True, seed=cfg.seed,
-                         augment_strength=cfg.augment_strength)
-    ds_va = make_dataset(xi_va, mva, yva, batch_size=cfg.batch_size, training=False)
-    steps = math.ceil(len(tr) / cfg.batch_size)
+
+def _datasets(cfg: TrainConfig, data: _Prepared) -> tuple:
+    """(training, validation) ``tf.data`` pipelines over the cached inputs."""
+    ds_tr = make_dataset(data.x_train, data.male_train, data.y_train, batch_size=cfg.batch_size, training=True,
+                         seed=cfg.seed, augment_strength=cfg.augment_strength)
+    ds_va = make_dataset(data.x_val, data.male_val, data.y_val, batch_size=cfg.batch_size, training=False)
+    return ds_tr, ds_va
+
+
+def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
+    """The model (inside the distribution strategy's scope), its warm-up + cosine schedule, compiled."""
+    keras = _keras()
+
+    from .model import build_model, compile_model
 
     strategy = get_strategy(cfg.strategy)
     scope = strategy.scope() if strategy is not None else _nullcontext()
     with scope:
         model = build_model(
             cfg.backbone, (cfg.image_height, cfg.image_width), weights="imagenet" if cfg.pretrained else None,
-            trainable_fraction=cfg.trainable_fraction, mean_months=float(ytr.mean()), sd_months=float(ytr.std() or 1.0),
+            trainable_fraction=cfg.trainable_fraction, mean_months=float(data.y_train.mean()),
+            sd_months=float(data.y_train.std() or 1.0),
         )
         warm = max(1, int(cfg.warmup_epochs * steps))
         total = max(warm + 1, cfg.epochs * steps)
@@ -233,76 +295,85 @@ def train(cfg: TrainConfig, log=print) -> dict:
         compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay, ema_momentum=cfg.ema_momentum)
         if cfg.init_from:
             _init_weights(model, Path(cfg.init_from), log)
+    return model, strategy
 
-    ckpt = out / "best.weights.h5"
+
+def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log) -> list:
+    """Backup (resume), EMA swap, host validation when distributed, best checkpoint, early stop, logs.
+
+    Order matters: the backup keeps the raw weights; then the EMA weights (if any) are swapped
+    in, so host validation, the best checkpoint and early stopping all judge the average.
+    """
+    keras = _keras()
+
     backup = out / "backup"
     if cfg.resume and not backup.exists():
         log(f"note: --resume given but {backup} holds no interrupted run; starting fresh")
-    # Order matters: the backup keeps the raw weights; then the EMA weights (if any) are swapped
-    # in, so host validation, the best checkpoint and early stopping all judge the average.
     callbacks = [keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True)]
     if cfg.ema_momentum > 0:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    fit_val = ds_va
     if strategy is not None:
         # Distributed validation splits a final partial batch unevenly across replicas, which some
         # ops refuse; validate on the host instead (same numbers, logged as val_mae/val_loss).
-        callbacks.append(HostValidation(xi_va, mva, yva))
-        fit_val = None
-    callbacks += [
-        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_mae", mode="min", save_best_only=True, save_weights_only=True),
+        callbacks.append(HostValidation(data.x_val, data.male_val, data.y_val))
+    return callbacks + [
+        keras.callbacks.ModelCheckpoint(str(out / CHECKPOINT_FILE), monitor="val_mae", mode="min", save_best_only=True,
+                                        save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),
         keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch"),
         EpochReport(cfg.epochs, log),
     ]
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    log(f"training {model.name} ({model.count_params() / 1e6:.1f} M parameters) for up to {cfg.epochs} epochs, {steps} steps each …")
-    t_train = time.time()
-    try:
-        model.fit(ds_tr, validation_data=fit_val, epochs=cfg.epochs, callbacks=callbacks, shuffle=False, verbose=1 if _tty() else 2)
-    except KeyboardInterrupt:
-        log(f"\ninterrupted: the last finished epoch is kept in {backup}; continue with the same command plus --resume")
-        raise SystemExit(130) from None
-    train_s = time.time() - t_train
-    if ckpt.exists():
-        model.load_weights(str(ckpt))
-    model.save(out / MODEL_FILE)
-    model = load_model(out / MODEL_FILE)  # what we ship is what we measure
 
-    pred = predict_arrays(model, xi_va, mva, batch_size=64)
-    vp = va[["id", "boneage_months", "male"]].copy()
+
+def _fit(cfg: TrainConfig, out: Path, model, datasets: tuple, strategy, callbacks: list, log) -> float:
+    """``model.fit``, then the best epoch's weights loaded back; returns the training seconds."""
+    ds_tr, ds_va = datasets
+    t0 = time.time()
+    try:
+        model.fit(ds_tr, validation_data=None if strategy is not None else ds_va, epochs=cfg.epochs,
+                  callbacks=callbacks, shuffle=False, verbose=1 if _tty() else 2)
+    except KeyboardInterrupt:
+        log(f"\ninterrupted: the last finished epoch is kept in {out / 'backup'}; continue with the same command plus --resume")
+        raise
+    train_s = time.time() - t0
+    if (out / CHECKPOINT_FILE).exists():
+        model.load_weights(str(out / CHECKPOINT_FILE))
+    return train_s
+
+
+def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, log) -> dict:
+    """The run folder: the bundle (model read back: what we ship is what we measure), validation
+    predictions, metrics; returns the metrics."""
+    import pandas as pd
+
+    from .metrics import summarise
+    from .model import load_model
+
+    run = bundle.Bundle(out)
+    model.save(run.model_file)
+    model = load_model(run.model_file)
+    pred = predict_arrays(model, data.x_val, data.male_val, batch_size=64)
+    vp = data.val_ids[["id", "boneage_months", "male"]].copy()
     vp["predicted_months"] = pred
     vp.to_csv(out / "val_predictions.csv", index=False)
-    from .evaluate import summarise
-
     metrics = summarise(vp)
-    metrics["trivial_baseline_mae"] = float(np.mean(np.abs(yva - ytr.mean())))
+    metrics["trivial_baseline_mae"] = float(np.mean(np.abs(data.y_val - data.y_train.mean())))
     hist = pd.read_csv(out / "history.csv")
-    images_per_s = len(tr) * len(hist) / max(train_s, 1e-9)
+    images_per_s = len(data.train_ids) * len(hist) / max(train_s, 1e-9)
     metrics.update({
-        "n_train": int(len(tr)), "n_val": int(len(va)), "epochs_run": int(len(hist)),
+        "n_train": int(len(data.train_ids)), "n_val": int(len(data.val_ids)), "epochs_run": int(len(hist)),
         "best_epoch": int(hist["val_mae"].idxmin()) + 1 if len(hist) else None,
         "train_seconds": round(train_s, 1), "train_images_per_second": round(images_per_s, 1),
         "hardware": f"{platform.machine()} {os.cpu_count()} CPU cores" + _gpu_note(),
     })
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    meta = {
-        "model_version": f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-{time.strftime('%Y%m%d')}",
-        "backbone": cfg.backbone,
-        "trainable_fraction": cfg.trainable_fraction,
-        "image_height": cfg.image_height,
-        "image_width": cfg.image_width,
-        "pipeline": params.to_dict(),
-        "pipeline_version": PIPELINE_VERSION,
-        "label_mean_months": float(ytr.mean()),
-        "label_sd_months": float(ytr.std()),
-        "val_residual_sd_months": float(np.std(pred - yva)),
-        "val_mae_months": metrics["mae"],
-        "trained_on": str(cfg.data),
-        "keras_backend": keras.backend.backend(),
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    bundle.write_meta(run, bundle.new_meta(
+        model_version=f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-{time.strftime('%Y%m%d')}",
+        backbone=cfg.backbone, trainable_fraction=cfg.trainable_fraction, image_height=cfg.image_height,
+        image_width=cfg.image_width, pipeline=data.params, label_mean_months=float(data.y_train.mean()),
+        label_sd_months=float(data.y_train.std()), val_residual_sd_months=float(np.std(pred - data.y_val)),
+        val_mae_months=metrics["mae"], trained_on=str(cfg.data)))
     log(f"done: validation MAE {metrics['mae']:.2f} months (trivial baseline {metrics['trivial_baseline_mae']:.2f}); wrote {out}")
     return metrics
 
@@ -318,10 +389,10 @@ def _init_weights(model, src: Path, log) -> None:
     from .model import load_model
 
     if src.is_dir():
-        cand = src / "best.weights.h5"
-        src = cand if cand.exists() else src / MODEL_FILE
+        cand = src / CHECKPOINT_FILE
+        src = cand if cand.exists() else bundle.Bundle(src).model_file
     if not src.exists():
-        raise SystemExit(f"--init-from {src}: not found")
+        raise TrainError(f"--init-from {src}: not found")
     if src.suffix == ".keras":
         tmp = Path(tempfile.mkdtemp()) / "init.weights.h5"
         load_model(src).save_weights(str(tmp))
@@ -329,7 +400,7 @@ def _init_weights(model, src: Path, log) -> None:
     try:
         model.load_weights(str(src))
     except Exception as e:  # noqa: BLE001 - shape/structure mismatch: say so in one line
-        raise SystemExit(f"--init-from {src}: weights do not fit this architecture ({e.__class__.__name__})") from None
+        raise TrainError(f"--init-from {src}: weights do not fit this architecture ({e.__class__.__name__})") from None
     log(f"  initialised from {src}")
 
 
@@ -351,7 +422,7 @@ def _tty() -> bool:
 
 def _gpu_note() -> str:
     try:
-        import keras
+        keras = _keras()
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf

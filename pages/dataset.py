@@ -2,8 +2,8 @@
 import streamlit as st
 
 from boneage import dataset_plots as dp
+from boneage import metrics
 from boneage import ui
-from boneage.evaluate import band_sex_table, summarise
 from boneage.vocab import from_male
 
 st.title("Dataset errors")
@@ -14,9 +14,9 @@ with ui.guard("Dataset errors"):
     up = st.file_uploader("Predictions CSV from `boneage evaluate` (id, boneage_months, male, predicted_months)",
                           type=["csv"], key="ds_upload")
     if up is not None:
-        df_all, source = dp.read_predictions(up.getvalue()), up.name
+        df_all, source = metrics.read_predictions(up.getvalue()), up.name
     elif default.is_file():
-        df_all, source = dp.read_predictions(default), str(default)
+        df_all, source = metrics.read_predictions(default), str(default)
     else:
         st.info(f"No validation predictions at `{default}` yet; upload a CSV from `boneage evaluate`.",
                 icon=":material/info:")
@@ -26,15 +26,15 @@ with ui.guard("Dataset errors"):
 
     with st.container(border=True):
         c1, c2, c3 = st.columns([1, 2, 1])
-        sexes = c1.multiselect("Sex", list(dp.SEXES), default=list(dp.SEXES), key="ds_sex")
+        sexes = c1.multiselect("Sex", list(metrics.SEXES), default=list(metrics.SEXES), key="ds_sex")
         lo, hi = int(df_all["boneage_months"].min()), int(df_all["boneage_months"].max())
         age = c2.slider("True bone age (months)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="ds_age")
         top = max(1, int(df_all["abs_error"].max()) + 1)
         min_err = c3.slider("|error| at least (months)", 0, top, 0, key="ds_err")
-    df = dp.filter_predictions(df_all, sexes=sexes, age_range=age, min_abs_error=min_err)
+    df = metrics.filter_predictions(df_all, sexes=sexes, age_range=age, min_abs_error=min_err)
 
-    m = summarise(df) if len(df) else {"n": 0, "mae": None, "rmse": None, "bias": None}
-    ba = dp.bland_altman_stats(df)
+    m = metrics.summarise(df) if len(df) else {"n": 0, "mae": None, "rmse": None, "bias": None}
+    ba = metrics.bland_altman_stats(df)
     k = st.columns(5)
     k[0].metric(f"Images shown (of {len(df_all)})", f"{m['n']}")
     k[1].metric("MAE (months)", "—" if m["mae"] is None else f"{m['mae']:.1f}")
@@ -53,7 +53,7 @@ with ui.guard("Dataset errors"):
 
     st.subheader("MAE and bias by age band and sex")
     if len(df):
-        st.dataframe(band_sex_table(df).rename(columns={"age_band": "age band", "mae": "MAE (months)",
+        st.dataframe(metrics.band_sex_table(df).rename(columns={"age_band": "age band", "mae": "MAE (months)",
                                                         "bias": "bias (months)"}), hide_index=True)
     else:
         st.caption("No images match the filters.")
@@ -64,7 +64,7 @@ with ui.guard("Dataset errors"):
     folder = c1.text_input("Image folder", value=str(dirs[0]) if dirs else "", key="ds_folder",
                            help="Where the CSV's images are (files named <id>.png etc.).")
     n = c2.number_input("How many", 1, 48, 8, key="ds_n")
-    worst = dp.worst_cases(df, int(n))
+    worst = metrics.worst_cases(df, int(n))
     inside = ui.confined_folder(folder) if folder else None
     found = {r.id: ui.find_case_image(folder, r.id) for r in worst.itertuples()} if inside else {}
     if folder and inside is None:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from boneage import benchmarks  # noqa: E402
+from boneage import benchmarks, bundle  # noqa: E402
 
 
 def sha256(p: Path) -> str:
@@ -106,19 +106,20 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.from_card:
         d = Path(a.from_card)
-        card, meta = json.loads((d / "card.json").read_text()), json.loads((d / "meta.json").read_text())
+        card, meta = json.loads((d / "card.json").read_text()), bundle.read_meta(d).to_dict()
         (d / "README.md").write_text(render_readme(card, meta))
         print(f"wrote {d}/README.md from {d}/card.json")
         return 0
     run, out = Path(a.run), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("meta.json", "history.csv", "val_predictions.csv"):
+    src_bundle, out_bundle = bundle.Bundle(run), bundle.Bundle(out)
+    for f in (bundle.META_FILE, "history.csv", "val_predictions.csv"):
         shutil.copy2(run / f, out / f)
     # Ship the weights without the optimiser state (a third of the size; predictions identical).
     from boneage.model import load_model
 
-    load_model(run / "model.keras").save(out / "model.keras")
-    meta = json.loads((run / "meta.json").read_text())
+    load_model(src_bundle.model_file).save(out_bundle.model_file)
+    meta = bundle.read_meta(src_bundle).to_dict()  # validated: a malformed meta.json stops here, in one line
     chain = _phases(run)
     cfg = chain[-1][1]
     train_m = json.loads((run / "metrics.json").read_text())
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
         "trivial_baseline_mae": train_m.get("trivial_baseline_mae"),
         "attention_xception": xc,
         "benchmarks": benchmarks or None,
-        "sha256": {"model.keras": sha256(out / "model.keras")},
+        "sha256": {bundle.MODEL_FILE: sha256(out_bundle.model_file)},
         "generated": time.strftime("%Y-%m-%d"),
         "not_for_clinical_use": True,
     }
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
                           "val_mae": mm.get("mae"), "trainable_fraction": c.get("trainable_fraction"),
                           "learning_rate": c.get("learning_rate"), "augment_strength": c.get("augment_strength", 1.0),
                           "ema_momentum": c.get("ema_momentum", 0.0),
-                          "pipeline_version": (_load(str(src / "meta.json")) or {}).get("pipeline_version")})
+                          "pipeline_version": (_load(str(bundle.Bundle(src).meta_file)) or {}).get("pipeline_version")})
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2))
@@ -260,7 +261,7 @@ def render_readme(card: dict, meta: dict) -> str:
           f"- validation residual SD: {meta.get('val_residual_sd_months', 0):.2f} months"]
     if card.get("benchmarks"):
         L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
-    L += ["", "## Files", f"- `model.keras` sha256 `{card['sha256']['model.keras']}`",
+    L += ["", "## Files", f"- `{bundle.MODEL_FILE}` sha256 `{card['sha256'][bundle.MODEL_FILE]}`",
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
           "- `card.json`: this card as data; `history.csv`: training curves; `val_predictions.csv`: validation predictions",
           "", "## Not for clinical use",

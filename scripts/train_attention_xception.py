@@ -24,11 +24,12 @@ import numpy as np
 from boneage import _quiet  # noqa: F401
 import keras
 
+from boneage import bundle
 from boneage.data import build_cache, split
-from boneage.evaluate import summarise
+from boneage.metrics import summarise
 from boneage.model import build_model, compile_model, load_model
 from boneage.pipeline import PipelineParams
-from boneage.train import META_FILE, MODEL_FILE, predict_arrays
+from boneage.train import predict_arrays
 
 SPLIT_LAYER = "add_10"  # last residual add of Xception's middle flow (728 channels)
 
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
 
     if a.finalize_from:
         head.load_weights(a.finalize_from)
-        return _finish(model, out, prep, va, rva=va["row"].to_numpy(), ytr=ytr, yva=yva, h=h, w=w, params=params,
+        return _finish(model, out, prep, va, rva=va["row"].to_numpy(), ytr=ytr, yva=yva, h=h, w=w, params=params, data=a.data,
                        extra={"feature_cache_seconds": None, "train_seconds": None,
                               "stopped_early": "training interrupted for the CPU budget; best epoch's weights used"})
 
@@ -120,14 +121,15 @@ def main(argv=None) -> int:
     ])
     train_s = time.time() - t1
     head.load_weights(str(ckpt))
-    return _finish(model, out, prep, va, rva=rva, ytr=ytr, yva=yva, h=h, w=w, params=params,
+    return _finish(model, out, prep, va, rva=rva, ytr=ytr, yva=yva, h=h, w=w, params=params, data=a.data,
                    extra={"feature_cache_seconds": round(feat_s, 1), "train_seconds": round(train_s, 1)})
 
 
-def _finish(model, out, prep, va, *, rva, ytr, yva, h, w, params, extra) -> int:
+def _finish(model, out, prep, va, *, rva, ytr, yva, h, w, params, extra, data) -> int:
     """Save the full Attention-Xception and measure it end to end on the validation images."""
-    model.save(out / MODEL_FILE)
-    full = load_model(out / MODEL_FILE)
+    run = bundle.Bundle(out)
+    model.save(run.model_file)
+    full = load_model(run.model_file)
     pred = predict_arrays(full, prep.images[rva], va["male"].to_numpy(float), batch_size=32)  # end to end
     vp = va[["id", "boneage_months", "male"]].copy()
     vp["predicted_months"] = pred
@@ -140,10 +142,10 @@ def _finish(model, out, prep, va, *, rva, ytr, yva, h, w, params, extra) -> int:
               "method": f"Xception entry+middle flow frozen (ImageNet), features cached at {SPLIT_LAYER}; exit flow, "
                         "attention and head trained; no augmentation"})
     (out / "metrics.json").write_text(json.dumps(m, indent=2))
-    meta = {"model_version": f"attention-xception-{h}x{w}-{time.strftime('%Y%m%d')}", "backbone": "xception",
-            "image_height": h, "image_width": w, "pipeline": params.to_dict(), "label_mean_months": float(ytr.mean()),
-            "label_sd_months": float(ytr.std()), "val_residual_sd_months": float(np.std(pred - yva)), "val_mae_months": m["mae"]}
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    bundle.write_meta(run, bundle.new_meta(
+        model_version=f"attention-xception-{h}x{w}-{time.strftime('%Y%m%d')}", backbone="xception", image_height=h,
+        image_width=w, pipeline=params, label_mean_months=float(ytr.mean()), label_sd_months=float(ytr.std()),
+        val_residual_sd_months=float(np.std(pred - yva)), val_mae_months=m["mae"], trained_on=str(data)))
     print(f"done: Attention-Xception validation MAE {m['mae']:.2f} months (end to end); wrote {out}", flush=True)
     return 0
 

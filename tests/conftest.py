@@ -4,8 +4,10 @@ Keep this small; test-specific helpers belong in the test modules.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from boneage.paths import FIXTURES_DIR, shared_data_dir
@@ -33,3 +35,28 @@ def shared_data() -> Path:
     if not d.is_dir():
         pytest.skip(f"shared data not present ({d}); runs in CI where ../shared exists")
     return d
+
+
+def dicom_from(path: Path, **attrs) -> bytes:
+    """A DX DICOM (12-bit MONOCHROME2) of the image at ``path``, with extra tags (PatientSex=..., ...)."""
+    from PIL import Image
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    px = (np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 16)  # 12-bit
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = px.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = px.tobytes()
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

@@ -17,6 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from boneage import ui
+from conftest import dicom_from as _dicom_from
 from boneage.paths import FIXTURES_DIR, MODELS_DIR, SAMPLES_DIR
 from boneage.pipeline import STAGES
 
@@ -279,6 +280,77 @@ def test_predict_dicom_prefills_sex_and_dates(app_model):
     assert summary and f"boy of chronological age {format_age(ca)}." in summary[0], summary
 
 
+def _warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def test_predict_dicom_not_given_means_not_given(app_model):
+    """Dates in the tags, but the user chooses "Not given": the bone age without an interpretation."""
+    at = page("pages/predict.py").run()
+    upload(at, "hand.dcm", _dicom_from(SAMPLE, PatientSex="M", PatientBirthDate="20140115", StudyDate="20250301"),
+           mime="application/dicom")
+    by_label(at.radio, "Chronological age").set_value(ui.AGE_NONE)
+    at.run()
+    no_exception(at)
+    assert_bone_age(at)
+    assert "Status" not in metrics(at) and not errors(at)
+    assert not [i.value for i in at.info if i.value.startswith("Bone age")]
+
+
+def test_predict_typed_age_wins_over_dicom_dates_with_a_warning(app_model):
+    at = page("pages/predict.py").run()
+    upload(at, "hand.dcm", _dicom_from(SAMPLE, PatientSex="M", PatientBirthDate="20140115", StudyDate="20250301"),
+           mime="application/dicom")
+    by_label(at.radio, "Chronological age").set_value(ui.AGE_DIRECT)
+    at.run()
+    by_label(at.number_input, "Years").set_value(8)
+    by_label(at.number_input, "Months").set_value(0)
+    at.run()
+    no_exception(at)
+    assert_bone_age(at) and not errors(at)
+    summary = [i.value for i in at.info if i.value.startswith("Bone age")]
+    from boneage.vocab import format_age
+
+    assert summary and f"boy of chronological age {format_age(96)}." in summary[0], summary
+    assert any(f"Chronological age given as {format_age(96)}" in w and "given age used" in w for w in _warnings(at)), \
+        _warnings(at)
+
+
+@pytest.mark.parametrize("tags, warning", [
+    (dict(PatientBirthDate="20141345", StudyDate="20250301"), "is not a valid date"),
+    (dict(PatientBirthDate="20200101", StudyDate="20150301"), "before the birth date"),
+    (dict(PatientBirthDate="20990101", StudyDate="20250301"), "in the future"),
+    (dict(PatientAge="999Y"), "is not a child's age"),
+])
+def test_predict_implausible_dicom_tags_still_give_the_bone_age(app_model, tags, warning):
+    at = page("pages/predict.py").run()
+    upload(at, "hand.dcm", _dicom_from(SAMPLE, PatientSex="F", **tags), mime="application/dicom")
+    no_exception(at)
+    assert not errors(at), errors(at)
+    assert by_label(at.radio, "Chronological age").value == ui.AGE_NONE  # the bad tag fills nothing
+    assert_bone_age(at)
+    assert any(warning in w for w in _warnings(at)), _warnings(at)
+
+
+def test_predict_date_widgets_take_old_and_future_dates(app_model):
+    at = page("pages/predict.py").run()
+    upload(at, "hand.dcm", _dicom_from(SAMPLE, PatientSex="F", PatientBirthDate="19800301", StudyDate="19900301"),
+           mime="application/dicom")
+    no_exception(at)
+    assert by_label(at.date_input, "Birth date").value == dt.date(1980, 3, 1)  # before 1990: no exception
+    assert_bone_age(at)
+    summary = [i.value for i in at.info if i.value.startswith("Bone age")]
+    from boneage.vocab import format_age
+
+    assert summary and f"girl of chronological age {format_age(120)}." in summary[0], summary
+    by_label(at.date_input, "Birth date").set_value(dt.date(1950, 1, 1))
+    at.run()
+    no_exception(at)
+    errs = errors(at)
+    assert len(errs) == 1 and errs[0].startswith("Clinical inputs:") and "beyond 20 years" in errs[0], errs
+    assert_bone_age(at)
+
+
 # ------------------------------------------------------------------------------------ Pipeline
 
 
@@ -423,30 +495,6 @@ def _png(a: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _dicom_from(path: Path, **attrs) -> bytes:
-    from PIL import Image
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    px = (np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 16)  # 12-bit
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = px.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = px.tobytes()
-    for k, v in attrs.items():
-        setattr(ds, k, v)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
 
 

@@ -114,3 +114,21 @@ def test_pipeline_bad_input_one_line_exit_2(kind, tmp_path):
     assert "Traceback" not in r.stderr
     assert_no_tf_noise(r.stderr)
     assert not (out / "stages.json").exists()
+
+
+def test_defaults_are_the_models_own_settings(tmp_path):
+    """No option given: the model's pipeline settings from its bundle; an option overrides one of them."""
+    from boneage import bundle
+    from boneage.cli import main
+    from boneage.pipeline import PipelineParams, STAGE_NOTES
+
+    model = tmp_path / "model"
+    bundle.write_meta(model, bundle.BundleMeta(model_version="m", pipeline=PipelineParams(clahe_clip=2.5, threshold="otsu")))
+    (model / bundle.MODEL_FILE).write_bytes(b"")
+    assert main(["pipeline", str(HIRES[0]), "--out", str(tmp_path / "a"), "--model", str(model)]) == 0
+    got = json.loads((tmp_path / "a" / "stages.json").read_text())
+    assert (got["params"]["clahe_clip"], got["params"]["threshold"]) == (2.5, "otsu")
+    assert main(["pipeline", str(HIRES[0]), "--out", str(tmp_path / "b"), "--model", str(model), "--clahe-clip", "1.5"]) == 0
+    got = json.loads((tmp_path / "b" / "stages.json").read_text())
+    assert (got["params"]["clahe_clip"], got["params"]["threshold"]) == (1.5, "otsu")
+    assert [s["note"] for s in got["stage_files"]] == [STAGE_NOTES[s["stage"]] for s in got["stage_files"]]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from boneage import dataset_plots as dp
+from boneage import metrics
 
 
 def make_df(n: int = 200, seed: int = 0, bias: float = 3.0, sd: float = 10.0) -> pd.DataFrame:
@@ -31,7 +32,7 @@ def test_read_predictions_adds_error_columns(tmp_path):
     p = tmp_path / "val.csv"
     raw.to_csv(p, index=False)
     for src in (p, str(p), csv_bytes(raw), io.BytesIO(csv_bytes(raw))):
-        df = dp.read_predictions(src)
+        df = metrics.read_predictions(src)
         assert len(df) == 20 and df.attrs["n_missing"] == 0
         np.testing.assert_allclose(df["error"], raw["predicted_months"] - raw["boneage_months"])
         np.testing.assert_allclose(df["abs_error"], np.abs(df["error"]))
@@ -42,7 +43,7 @@ def test_read_predictions_adds_error_columns(tmp_path):
 
 def test_read_predictions_accepts_kaggle_column_and_text_sex():
     text = "id,boneage,male,predicted_months\n1,100,True,110\n2,50,false,45\n3,80,M,\n4,20,F,25\n"
-    df = dp.read_predictions(text.encode())
+    df = metrics.read_predictions(text.encode())
     assert list(df["id"]) == ["1", "2", "4"]  # row 3 failed in evaluation: dropped and counted
     assert df.attrs["n_missing"] == 1
     assert list(df["male"]) == [True, False, False]
@@ -57,59 +58,59 @@ def test_read_predictions_accepts_kaggle_column_and_text_sex():
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "not a readable CSV"),
 ])
 def test_read_predictions_bad_input_one_line(data, words):
-    with pytest.raises(dp.PredictionsError) as ei:
-        dp.read_predictions(data)
+    with pytest.raises(metrics.PredictionsError) as ei:
+        metrics.read_predictions(data)
     msg = str(ei.value)
     assert words in msg and "\n" not in msg
 
 
 def test_read_predictions_missing_file(tmp_path):
-    with pytest.raises(dp.PredictionsError, match="file not found"):
-        dp.read_predictions(tmp_path / "nope.csv")
+    with pytest.raises(metrics.PredictionsError, match="file not found"):
+        metrics.read_predictions(tmp_path / "nope.csv")
 
 
 # ------------------------------------------------------------------------------------ filters & stats
 
 
 def test_filter_predictions():
-    df = dp.add_error_columns(make_df(300))
-    f = dp.filter_predictions(df, sexes=["male"], age_range=(60, 120), min_abs_error=5)
+    df = metrics.add_error_columns(make_df(300))
+    f = metrics.filter_predictions(df, sexes=["male"], age_range=(60, 120), min_abs_error=5)
     assert len(f) > 0
     assert (f["sex"] == "male").all() and f["boneage_months"].between(60, 120).all() and (f["abs_error"] >= 5).all()
     expected = ((df["sex"] == "male") & df["boneage_months"].between(60, 120) & (df["abs_error"] >= 5)).sum()
     assert len(f) == expected
-    assert len(dp.filter_predictions(df)) == len(df)
-    assert dp.filter_predictions(df, sexes=[]).empty
+    assert len(metrics.filter_predictions(df)) == len(df)
+    assert metrics.filter_predictions(df, sexes=[]).empty
 
 
 def test_bland_altman_stats_match_hand_computation():
-    df = dp.add_error_columns(pd.DataFrame({"id": list("abcd"), "boneage_months": [100, 100, 100, 100],
+    df = metrics.add_error_columns(pd.DataFrame({"id": list("abcd"), "boneage_months": [100, 100, 100, 100],
                                             "male": [True, False, True, False],
                                             "predicted_months": [102, 98, 106, 102]}))
-    s = dp.bland_altman_stats(df)
+    s = metrics.bland_altman_stats(df)
     # errors 2, -2, 6, 2: mean 2, sample SD sqrt(32/3)
     assert s["n"] == 4 and s["bias"] == pytest.approx(2.0)
     assert s["sd"] == pytest.approx(np.sqrt(32 / 3))
     assert s["upper"] == pytest.approx(2 + 1.96 * np.sqrt(32 / 3))
     assert s["lower"] == pytest.approx(2 - 1.96 * np.sqrt(32 / 3))
-    assert dp.bland_altman_stats(df.iloc[:0])["bias"] is None
+    assert metrics.bland_altman_stats(df.iloc[:0])["bias"] is None
 
 
 def test_smooth_trend_follows_the_signal():
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 200, 2000)
     y = 0.1 * x - 10 + rng.normal(0, 3, x.size)
-    gx, gy = dp.smooth_trend(x, y)
+    gx, gy = metrics.smooth_trend(x, y)
     assert gx.size == 80 and gx[0] == pytest.approx(x.min()) and gx[-1] == pytest.approx(x.max())
     inner = (gx > 20) & (gx < 180)  # kernel smoothers flatten at the edges
     np.testing.assert_allclose(gy[inner], 0.1 * gx[inner] - 10, atol=1.5)
-    assert dp.smooth_trend([1, 2], [1, 2])[0].size == 0
-    assert dp.smooth_trend([5, 5, 5], [1, 2, 3])[0].size == 0
+    assert metrics.smooth_trend([1, 2], [1, 2])[0].size == 0
+    assert metrics.smooth_trend([5, 5, 5], [1, 2, 3])[0].size == 0
 
 
 def test_worst_cases_sorted_by_absolute_error():
-    df = dp.add_error_columns(make_df(50))
-    w = dp.worst_cases(df, 5)
+    df = metrics.add_error_columns(make_df(50))
+    w = metrics.worst_cases(df, 5)
     assert len(w) == 5
     assert list(w["abs_error"]) == sorted(df["abs_error"], reverse=True)[:5]
 
@@ -137,7 +138,7 @@ def traces(fig) -> list[dict]:
 
 
 def test_pred_vs_true_has_identity_line_and_one_trace_per_sex():
-    df = dp.add_error_columns(make_df(100))
+    df = metrics.add_error_columns(make_df(100))
     t = traces(dp.pred_vs_true_figure(df))
     identity = t[0]
     assert identity["name"].startswith("identity") and identity["x"] == identity["y"]
@@ -148,9 +149,9 @@ def test_pred_vs_true_has_identity_line_and_one_trace_per_sex():
 
 
 def test_bland_altman_figure_draws_bias_and_limits():
-    df = dp.add_error_columns(make_df(100))
+    df = metrics.add_error_columns(make_df(100))
     fig = dp.bland_altman_figure(df)
-    s = dp.bland_altman_stats(df)
+    s = metrics.bland_altman_stats(df)
     ys = sorted(sh.y0 for sh in fig.layout.shapes)
     np.testing.assert_allclose(ys, sorted([0.0, s["bias"], s["lower"], s["upper"]]))
     pts = {tr["name"]: tr for tr in traces(fig)}
@@ -160,7 +161,7 @@ def test_bland_altman_figure_draws_bias_and_limits():
 
 
 def test_error_vs_age_has_trends_and_histogram_counts_everything():
-    df = dp.add_error_columns(make_df(150))
+    df = metrics.add_error_columns(make_df(150))
     names = [tr["name"] for tr in traces(dp.error_vs_age_figure(df))]
     assert {"female", "male", "female trend", "male trend", "trend (all)"} <= set(names)
     hist = traces(dp.error_histogram_figure(df))
@@ -168,7 +169,7 @@ def test_error_vs_age_has_trends_and_histogram_counts_everything():
 
 
 def test_empty_selection_gives_a_message_not_an_error():
-    empty = dp.add_error_columns(make_df(10)).iloc[:0]
+    empty = metrics.add_error_columns(make_df(10)).iloc[:0]
     for build in (dp.pred_vs_true_figure, dp.bland_altman_figure, dp.error_vs_age_figure, dp.error_histogram_figure):
         fig = build(empty)
         assert not fig.data

@@ -163,7 +163,7 @@ def test_cli_evaluate_reports_missing_images(model_dir, tmp_path):
 
 
 def test_summarise_reference_values():
-    from boneage.evaluate import summarise
+    from boneage.metrics import summarise
 
     df = pd.DataFrame({"id": list("abcd"), "boneage_months": [50, 100, 150, 200], "male": [True, False, True, False],
                        "predicted_months": [60, 90, 150, 210]})

@@ -59,7 +59,7 @@ def test_the_one_age_formatter(months, text):
 
 def test_every_reader_uses_the_vocabulary(tmp_path):
     """labels.csv, the predictions CSV and the clinical layer accept the same spellings."""
-    from boneage import clinical, dataset_plots
+    from boneage import clinical, metrics
     from boneage.data import read_labels
 
     spellings = ["M", "female", "True", "0", "boy", "girls"]
@@ -68,7 +68,7 @@ def test_every_reader_uses_the_vocabulary(tmp_path):
                                                                             enumerate(spellings)))
     assert list(read_labels(tmp_path)["male"]) == want
     df = pd.DataFrame({"id": range(6), "boneage_months": 100, "male": spellings, "predicted_months": 101})
-    got = dataset_plots.read_predictions(df.to_csv(index=False).encode())
+    got = metrics.read_predictions(df.to_csv(index=False).encode())
     assert list(got["male"]) == want and list(got["sex"]) == ["male", "female"] * 3
     assert [clinical.normalise_sex(s) for s in spellings] == ["M", "F", "M", "F", "M", "F"]
     with pytest.raises(clinical.ClinicalInputError, match="sex must be"):

@@ -44,7 +44,7 @@ def guard(what: str | None = None):
 
 def _is_input_error(exc: BaseException) -> bool:
     from ..clinical import ClinicalInputError
-    from ..dataset_plots import PredictionsError
+    from ..metrics import PredictionsError
     from ..io import ImageError
     from ..predict import PredictionError
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ..clinical_inputs import ClinicalInputs as CoreClinicalInputs
+from ..clinical_inputs import tag_inputs
 from ..paths import SAMPLES_DIR
 from ..vocab import SEX_CODES, Sex, format_age, from_male, male_or_none, sex_label, sex_word
 from .state import Source, digest
@@ -91,38 +93,41 @@ def image_source(key: str, *, allow_upload: bool = True) -> Source | None:
 # ------------------------------------------------------------------------------------ clinical inputs
 
 
-@dataclass
-class ClinicalInputs:
-    sex: str | None
-    chronological_age_months: float | None = None
-    birth_date: dt.date | None = None
-    study_date: dt.date | None = None
-    height_cm: float | None = None
-    father_height_cm: float | None = None
-    mother_height_cm: float | None = None
+@dataclass(frozen=True)
+class ClinicalInputs(CoreClinicalInputs):
+    """What the widgets say: :class:`boneage.clinical_inputs.ClinicalInputs` plus the report header's ids."""
+
     patient_id: str | None = None  # for the report header only (never sent to the model)
     accession_number: str | None = None
 
     @property
     def clinical_kwargs(self) -> dict:
         """The keyword arguments of ``ui.predict`` / ``Predictor.predict`` these inputs give."""
-        return dict(chronological_age_months=self.chronological_age_months, birth_date=self.birth_date,
-                    study_date=self.study_date, height_cm=self.height_cm, father_height_cm=self.father_height_cm,
-                    mother_height_cm=self.mother_height_cm)
+        return self.interpret_kwargs()
 
 
 AGE_NONE, AGE_DIRECT, AGE_DATES = "Not given", "Age (years + months)", "Birth and study dates"
+DATE_MIN = dt.date(1900, 1, 1)  # the date widgets' lower limit (older dates widen it)
+
+
+def _date_bounds(*values: dt.date | None) -> tuple[dt.date, dt.date]:
+    """Widget limits wide enough for any date a user or a tag may bring (Streamlit raises outside them)."""
+    given = [v for v in values if v is not None]
+    return min([DATE_MIN, *given]), max([dt.date.today(), *given])
 
 
 def clinical_inputs(src: Source, meta) -> ClinicalInputs:
     """Sex, chronological age (or dates) and height; defaults from DICOM tags or the sample's label.
 
-    Widget keys carry the image's hash so a new image starts from its own defaults.
+    Defaults come from the tags that pass :func:`boneage.clinical_inputs.tag_inputs` (implausible
+    ones are left out; the prediction's warnings say why). Widget keys carry the image's hash so a
+    new image starts from its own defaults.
     """
     k = src.digest[:12]
-    sex_default = (src.sample.sex if src.sample else None) or getattr(meta, "sex", None)
-    birth, study = getattr(meta, "birth_date", None), getattr(meta, "study_date", None)
-    pat_age = getattr(meta, "patient_age_months", None)
+    tags = tag_inputs(meta)
+    sex_default = (src.sample.sex if src.sample else None) or tags.sex
+    birth, study = tags.birth_date, tags.study_date
+    pat_age = tags.patient_age_months
     c1, c2, c3 = st.columns([1, 2, 1])
     with c1:
         opts = SEX_CODES
@@ -145,9 +150,10 @@ def clinical_inputs(src: Source, meta) -> ClinicalInputs:
                 ca = float(years * 12 + (months or 0))
         elif mode == AGE_DATES:
             a, b = st.columns(2)
-            lo, today = dt.date(1990, 1, 1), dt.date.today()
-            bd = a.date_input("Birth date", value=birth, min_value=lo, max_value=today, key=f"birth_{k}")
-            sd = b.date_input("Study date", value=study or today, min_value=lo, max_value=today, key=f"study_{k}")
+            lo, hi = _date_bounds(birth, study, st.session_state.get(f"birth_{k}"), st.session_state.get(f"study_{k}"))
+            bd = a.date_input("Birth date", value=birth, min_value=lo, max_value=hi, key=f"birth_{k}")
+            sd = b.date_input("Study date", value=study or dt.date.today(), min_value=lo, max_value=hi,
+                              key=f"study_{k}")
     with c3:
         h = st.number_input("Height (cm, optional)", min_value=40.0, max_value=220.0, value=None, step=0.5,
                             key=f"height_{k}", help="For the Bayley–Pinneau adult height prediction.")

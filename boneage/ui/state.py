@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from .. import bundle
 from ..io import load_image
-from ..paths import MODELS_DIR
 from ..pipeline import PipelineParams
 
 if TYPE_CHECKING:
@@ -33,9 +32,8 @@ NOTICE = "Research software, not a medical device: not for diagnosis."
 
 
 def model_dir() -> Path:
-    """The model folder in use: ``$BONEAGE_MODEL`` (a folder or a .keras file) or ``models/``."""
-    p = Path(os.environ.get("BONEAGE_MODEL") or MODELS_DIR)
-    return p.parent if p.suffix == ".keras" else p
+    """The model folder in use: ``$BONEAGE_MODEL`` (a folder or a .keras file) or ``models/`` (:func:`bundle.resolve`)."""
+    return bundle.resolve().dir
 
 
 def read_json(path: Path) -> dict | None:
@@ -46,15 +44,20 @@ def read_json(path: Path) -> dict | None:
 
 
 def model_meta() -> dict:
-    """``meta.json`` of the model in use, read without loading TensorFlow ({} when absent)."""
-    return read_json(model_dir() / "meta.json") or {}
+    """``meta.json`` of the model in use, read without loading TensorFlow ({} when absent or malformed:
+    loading the model then says what is wrong, in one line)."""
+    b = bundle.resolve()
+    try:
+        return bundle.read_meta(b).to_dict() if b.meta_file.is_file() else {}
+    except bundle.BundleError:
+        return {}
 
 
 def model_version() -> str:
-    meta = model_meta()
-    if meta.get("model_version"):
-        return str(meta["model_version"])
-    return "no model found" if not (model_dir() / "model.keras").is_file() else "unversioned"
+    try:
+        return bundle.read_meta().model_version
+    except bundle.BundleError:
+        return "unreadable meta.json"
 
 
 def model_identity() -> str:
@@ -70,9 +73,8 @@ def _load_predictor(path: str, mtime: float):
 
 
 def _model_key() -> tuple[str, float]:
-    d = model_dir()
-    f = d / "model.keras"
-    return str(d), (f.stat().st_mtime if f.is_file() else 0.0)
+    b = bundle.resolve()
+    return str(b.dir), (b.model_file.stat().st_mtime if b.exists() else 0.0)
 
 
 @st.cache_resource(show_spinner=False)
@@ -107,7 +109,10 @@ def get_predictor():
 
 
 def model_pipeline_params() -> PipelineParams:
-    return PipelineParams.from_dict(model_meta().get("pipeline"))
+    try:
+        return bundle.read_meta().pipeline
+    except bundle.BundleError:
+        return PipelineParams()
 
 
 def sidebar() -> None:
@@ -160,9 +165,12 @@ def _predict(key: str, _data: bytes, name: str, sex: str | None, chronological_a
              birth_date: dt.date | None, study_date: dt.date | None, height_cm: float | None, model: str,
              father_height_cm: float | None = None, mother_height_cm: float | None = None):
     loaded = _load(key, _data, name)
+    # fill_from_tags=False: the widgets were pre-filled from the tags, so what they say is what is used
+    # ("Not given" means not given); tags that disagree with them still earn a warning.
     return _load_predictor(*_model_key()).predict(loaded, sex=sex, chronological_age_months=chronological_age_months,
                                    birth_date=birth_date, study_date=study_date, height_cm=height_cm,
-                                   father_height_cm=father_height_cm, mother_height_cm=mother_height_cm, name=name)
+                                   father_height_cm=father_height_cm, mother_height_cm=mother_height_cm, name=name,
+                                   fill_from_tags=False)
 
 
 def predict(src: Source, sex: str | None, *, chronological_age_months: float | None = None,

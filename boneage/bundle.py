@@ -1,0 +1,299 @@
+"""The model bundle: one folder with ``model.keras`` and ``meta.json`` (and optional extra files).
+
+This module is the one owner of the bundle: which files it has, where the bundle in use is
+(``$BONEAGE_MODEL``, resolved here only), the typed schema of ``meta.json`` (:class:`BundleMeta`),
+and reading and writing it. Training (``boneage.train``), ``scripts/train_attention_xception.py``,
+``scripts/make_model_card.py``, prediction and the app all go through it, so the metadata cannot
+drift between writers again (the Attention-Xception script's ``meta.json`` had lost
+``pipeline_version``, ``trained_on`` and ``keras_backend``).
+
+Decisions:
+
+* ``meta.json`` stays a flat JSON object (the shipped bundle's file reads unchanged); the
+  dataclass groups it for code: model inputs, pipeline parameters and version, label statistics,
+  provenance. Keys this version does not know are kept on a round trip (``extra``), so an older
+  boneage never drops what a newer one wrote.
+* **Optional sections** (:attr:`BundleMeta.sections`, stored under ``"sections"``): named JSON
+  objects that a later step adds without a schema change, e.g. calibration of conformal
+  intervals or of an acceptance check: ``meta.with_section("conformal", {...})`` then
+  :func:`write_meta`; read with ``meta.section("conformal")`` (None when absent). A section that
+  needs more than JSON (an array, a table) is an **extra file** in the bundle folder: write it
+  with :func:`write_extra_file` and find it with :meth:`Bundle.file`; ``meta.json`` lists the
+  names in ``"files"`` so copying a bundle knows what belongs to it.
+* A bundle without ``meta.json`` (a bare ``.keras`` file) loads with defaults; a ``meta.json``
+  that is not valid JSON, not an object, has a wrong type, or comes from a newer schema is a
+  :class:`BundleError` with one line, never a guess.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .paths import MODELS_DIR
+from .pipeline import PIPELINE_VERSION, PipelineParams
+
+MODEL_FILE = "model.keras"
+META_FILE = "meta.json"
+SCHEMA_VERSION = 1  # of meta.json; bundles written before it was recorded read as 1
+ENV_VAR = "BONEAGE_MODEL"
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be used (one-line message)."""
+
+
+# ------------------------------------------------------------------------------------ where
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Where a bundle's files are (they need not exist yet)."""
+
+    dir: Path
+
+    @property
+    def model_file(self) -> Path:
+        return self.dir / MODEL_FILE
+
+    @property
+    def meta_file(self) -> Path:
+        return self.dir / META_FILE
+
+    def file(self, name: str) -> Path:
+        """An extra file of the bundle (history.csv, val_predictions.csv, a calibration table …)."""
+        return self.dir / name
+
+    def exists(self) -> bool:
+        return self.model_file.is_file()
+
+
+def resolve(path: str | Path | None = None) -> Bundle:
+    """The bundle at ``path`` (a folder or its ``.keras`` file), else ``$BONEAGE_MODEL``, else ``models/``."""
+    p = Path(path or os.environ.get(ENV_VAR) or MODELS_DIR).expanduser()
+    return Bundle(p.parent if p.suffix == ".keras" else p)
+
+
+# ------------------------------------------------------------------------------------ schema
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the network takes: a grayscale image of this size and the sex (``male``: 1.0 / 0.0)."""
+
+    image_height: int = 160
+    image_width: int = 128
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """Training labels and validation residuals, in months (the residual SD is the uncertainty floor)."""
+
+    mean_months: float | None = None
+    sd_months: float | None = None
+    val_residual_sd_months: float = 0.0
+    val_mae_months: float | None = None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How the model was made."""
+
+    backbone: str | None = None
+    trainable_fraction: float | None = None
+    trained_on: str | None = None
+    keras_backend: str | None = None
+
+
+@dataclass(frozen=True)
+class BundleMeta:
+    """``meta.json``, typed. ``pipeline_version`` None means "written before versions were recorded"."""
+
+    model_version: str
+    inputs: ModelInputs = field(default_factory=ModelInputs)
+    pipeline: PipelineParams = field(default_factory=PipelineParams)
+    pipeline_version: int | None = PIPELINE_VERSION
+    labels: LabelStats = field(default_factory=LabelStats)
+    provenance: Provenance = field(default_factory=Provenance)
+    sections: dict[str, dict] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- optional sections (calibration and the like)
+    def section(self, name: str) -> dict | None:
+        return self.sections.get(name)
+
+    def with_section(self, name: str, value: dict) -> "BundleMeta":
+        if not isinstance(value, dict):
+            raise BundleError(f"section {name!r} must be a JSON object, got {type(value).__name__}")
+        return dataclasses.replace(self, sections={**self.sections, name: value})
+
+    # -- the flat JSON form
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {
+            "model_version": self.model_version,
+            "backbone": self.provenance.backbone,
+            "trainable_fraction": self.provenance.trainable_fraction,
+            "image_height": self.inputs.image_height,
+            "image_width": self.inputs.image_width,
+            "pipeline": self.pipeline.to_dict(),
+            "label_mean_months": self.labels.mean_months,
+            "label_sd_months": self.labels.sd_months,
+            "val_residual_sd_months": self.labels.val_residual_sd_months,
+            "val_mae_months": self.labels.val_mae_months,
+            "trained_on": self.provenance.trained_on,
+            "keras_backend": self.provenance.keras_backend,
+            "pipeline_version": self.pipeline_version,
+        }
+        d = {k: v for k, v in d.items() if v is not None}
+        if self.sections:
+            d["sections"] = self.sections
+        if self.files:
+            d["files"] = list(self.files)
+        d["schema_version"] = SCHEMA_VERSION
+        return {**d, **{k: v for k, v in self.extra.items() if k not in d}}
+
+    @classmethod
+    def from_dict(cls, d: Any, *, source: str = META_FILE, default_version: str = "unversioned") -> "BundleMeta":
+        if not isinstance(d, dict):
+            raise BundleError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        schema = d.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+            raise BundleError(f"{source}: schema_version {schema!r} is newer than this boneage reads "
+                              f"({SCHEMA_VERSION}); update boneage")
+        known = {"model_version", "backbone", "trainable_fraction", "image_height", "image_width", "pipeline",
+                 "label_mean_months", "label_sd_months", "val_residual_sd_months", "val_mae_months", "trained_on",
+                 "keras_backend", "pipeline_version", "sections", "files", "schema_version"}
+        try:
+            pipeline = d.get("pipeline") or {}
+            if not isinstance(pipeline, dict):
+                raise TypeError("pipeline must be an object")
+            sections = d.get("sections") or {}
+            if not isinstance(sections, dict) or not all(isinstance(v, dict) for v in sections.values()):
+                raise TypeError("sections must be an object of objects")
+            files = d.get("files") or []
+            if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+                raise TypeError("files must be a list of names")
+            pv = d.get("pipeline_version")
+            return cls(
+                model_version=str(d.get("model_version") or default_version),
+                inputs=ModelInputs(image_height=_int(d, "image_height", 160), image_width=_int(d, "image_width", 128)),
+                pipeline=PipelineParams.from_dict(pipeline),
+                pipeline_version=None if pv is None else _int(d, "pipeline_version", 0),
+                labels=LabelStats(mean_months=_num(d, "label_mean_months"), sd_months=_num(d, "label_sd_months"),
+                                  val_residual_sd_months=_num(d, "val_residual_sd_months") or 0.0,
+                                  val_mae_months=_num(d, "val_mae_months")),
+                provenance=Provenance(backbone=_str(d, "backbone"), trainable_fraction=_num(d, "trainable_fraction"),
+                                      trained_on=_str(d, "trained_on"), keras_backend=_str(d, "keras_backend")),
+                sections=dict(sections),
+                files=tuple(files),
+                extra={k: v for k, v in d.items() if k not in known},
+            )
+        except (TypeError, ValueError) as e:
+            raise BundleError(f"{source}: malformed model metadata ({e})") from None
+
+
+def _num(d: dict, key: str) -> float | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{key} must be a number, got {v!r}")
+    return float(v)
+
+
+def _int(d: dict, key: str, default: int) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{key} must be an integer, got {v!r}")
+    return v
+
+
+def _str(d: dict, key: str) -> str | None:
+    v = d.get(key)
+    if v is not None and not isinstance(v, str):
+        raise TypeError(f"{key} must be text, got {v!r}")
+    return v
+
+
+# ------------------------------------------------------------------------------------ read and write
+
+
+def read_meta(path: str | Path | Bundle | None = None) -> BundleMeta:
+    """The bundle's metadata; defaults when it has no ``meta.json``; :class:`BundleError` when malformed."""
+    b = path if isinstance(path, Bundle) else resolve(path)
+    default_version = "unversioned" if b.exists() else "no model found"
+    if not b.meta_file.is_file():
+        return BundleMeta(model_version=default_version, pipeline_version=None)
+    try:
+        raw = json.loads(b.meta_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BundleError(f"{b.meta_file}: not readable JSON ({e.__class__.__name__})") from None
+    return BundleMeta.from_dict(raw, source=str(b.meta_file), default_version=default_version)
+
+
+def write_meta(path: str | Path | Bundle, meta: BundleMeta) -> Path:
+    b = path if isinstance(path, Bundle) else Bundle(Path(path))
+    b.dir.mkdir(parents=True, exist_ok=True)
+    tmp = b.meta_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2))
+    tmp.replace(b.meta_file)
+    return b.meta_file
+
+
+def write_extra_file(path: str | Path | Bundle, meta: BundleMeta, name: str, data: bytes | str) -> BundleMeta:
+    """Write an extra file into the bundle and list it in ``meta.files`` (call :func:`write_meta` after)."""
+    if Path(name).name != name or name in (MODEL_FILE, META_FILE):
+        raise BundleError(f"{name!r} is not a plain extra file name")
+    b = path if isinstance(path, Bundle) else Bundle(Path(path))
+    b.dir.mkdir(parents=True, exist_ok=True)
+    (b.file(name).write_bytes if isinstance(data, bytes) else b.file(name).write_text)(data)
+    return meta if name in meta.files else dataclasses.replace(meta, files=(*meta.files, name))
+
+
+def save(path: str | Path, model, meta: BundleMeta):
+    """Write ``model.keras`` and ``meta.json``; returns the model read back (what we ship is what we measure)."""
+    from .model import load_model
+
+    b = Bundle(Path(path))
+    b.dir.mkdir(parents=True, exist_ok=True)
+    model.save(b.model_file)
+    write_meta(b, meta)
+    return load_model(b.model_file)
+
+
+def load(path: str | Path | None = None):
+    """(Keras model, metadata, bundle) for ``path`` / ``$BONEAGE_MODEL`` / ``models/``."""
+    from .model import load_model
+
+    b = resolve(path)
+    p = Path(path).expanduser() if path else None
+    model_file = p if p is not None and p.suffix == ".keras" else b.model_file
+    if not model_file.is_file():
+        raise BundleError(f"no model at {model_file}; train one with `boneage train` or pass --model")
+    meta = read_meta(b)
+    if not b.meta_file.is_file():  # a bare .keras file: name it after the file, as before
+        meta = dataclasses.replace(meta, model_version=model_file.stem)
+    return load_model(model_file), meta, b
+
+
+def new_meta(*, model_version: str, backbone: str, image_height: int, image_width: int, pipeline: PipelineParams,
+             label_mean_months: float, label_sd_months: float, val_residual_sd_months: float,
+             val_mae_months: float | None, trained_on: str, trainable_fraction: float | None = None) -> BundleMeta:
+    """Metadata for a freshly trained model: provenance (backend, pipeline version) filled in here, once."""
+    import keras
+
+    return BundleMeta(
+        model_version=model_version,
+        inputs=ModelInputs(image_height=int(image_height), image_width=int(image_width)),
+        pipeline=pipeline,
+        pipeline_version=PIPELINE_VERSION,
+        labels=LabelStats(mean_months=float(label_mean_months), sd_months=float(label_sd_months),
+                          val_residual_sd_months=float(val_residual_sd_months),
+                          val_mae_months=None if val_mae_months is None else float(val_mae_months)),
+        provenance=Provenance(backbone=backbone, trainable_fraction=trainable_fraction, trained_on=str(trained_on),
+                              keras_backend=keras.backend.backend()),
+    )
