@@ -502,3 +502,15 @@ def _traces(chart) -> list:
     import json
 
     return json.loads(chart.proto.spec)["data"]
+
+
+def test_choosing_dates_shows_a_prompt_not_an_error(app_model):
+    """Inputs never show an error before the user acted: "Birth and study dates" asks for the birth date."""
+    at = page("pages/predict.py").run()
+    at.radio(key="predict_mode").set_value(ui.SAMPLE_MODE).run()
+    mode = next(r for r in at.radio if (r.key or "").startswith("agemode_"))
+    mode.set_value(ui.AGE_DATES).run()
+    no_exception(at)
+    assert not errors(at), errors(at)
+    assert any("Enter the birth date" in c.value for c in at.caption)
+    assert_bone_age(at)  # the reading is there meanwhile
