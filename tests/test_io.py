@@ -401,6 +401,9 @@ def bomb_10k() -> bytes:
     return bomb_png(10_000, full_stream=True)  # 100 megapixels, ~100 kB on disk
 
 
+# Malformed on purpose: the libraries' own complaints about such files are expected here; what the
+# test checks is the loader's answer (one ImageError, or a warning in the image's metadata).
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_decompression_bomb_refused_before_decoding(bomb_10k: bytes, tmp_path: Path):
     assert len(bomb_10k) < 1_000_000
     p = tmp_path / "bomb.png"
@@ -469,6 +472,9 @@ def test_dicom_acquisition_date_fallback_and_age_units():
     assert load_image(dicom_bytes(ds)).meta.patient_age_months == pytest.approx(52 * 7 / (365.25 / 12))
 
 
+# Malformed on purpose: the libraries' own complaints about such files are expected here; what the
+# test checks is the loader's answer (one ImageError, or a warning in the image's metadata).
+@pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
 def test_dicom_bad_metadata_becomes_warnings():
     ds = make_dicom(dicom_ramp(), PatientSex="O", PatientAge="ten years")
     ds.add_new(0x00100030, "DA", "2015-13-45")  # invalid PatientBirthDate
@@ -669,6 +675,9 @@ def test_unexpected_internal_errors_are_wrapped(monkeypatch):
     expect_error(png_bytes(ramp()), "could not read")
 
 
+# Malformed on purpose: the libraries' own complaints about such files are expected here; what the
+# test checks is the loader's answer (one ImageError, or a warning in the image's metadata).
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_fuzzed_headers_only_raise_image_error():
     rng = np.random.default_rng(1)
     seeds = [
