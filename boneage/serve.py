@@ -21,7 +21,8 @@ Decisions, so integrators can rely on them:
 * **Bounded concurrency and memory.** At most ``workers`` predictions run at once (decode and
   pipeline in threads — OpenCV and the PNG decoders release the GIL — the model call serialised
   by the Predictor's lock) and at most ``queue`` more wait; beyond that the answer is 503 at once
-  rather than an unbounded queue of decoded images. A full-size radiograph costs ≈ 0.2 GB while
+  rather than an unbounded queue of decoded images; decodes are further bounded by the loader's
+  own ``boneage.io.DECODE_SLOTS``. A full-size radiograph costs ≈ 0.2 GB while
   it is processed, so the peak is about ``workers`` × 0.2 GB above the ≈ 1 GB of the loaded model.
 * **Localhost by default**: this is research software without authentication; exposing it is an
   explicit ``--host 0.0.0.0``.
@@ -32,7 +33,6 @@ import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 
 from . import __version__
 from .io import MAX_BYTES
@@ -279,14 +279,6 @@ def _dicom_zip(pred, data: bytes) -> bytes:
     return dicom_results_zip(pred, data)
 
 
-def warm_up(predictor) -> None:
-    """One prediction on a synthetic hand-sized image: traces the model call before serving."""
-    h, w = 1040, 800
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = (((xx - w / 2) / (w / 3)) ** 2 + ((yy - h / 2) / (h / 2.5)) ** 2 < 1).astype(np.float32) * 0.8
-    predictor.predict(img, sex="F")
-
-
 def run(model: str | None, host: str, port: int, config: ServeConfig, log=print) -> None:
     """Load the model, warm it up, then serve until interrupted."""
     import uvicorn
@@ -294,7 +286,7 @@ def run(model: str | None, host: str, port: int, config: ServeConfig, log=print)
     from .predict import Predictor
 
     pred = Predictor.load(model)
-    warm_up(pred)
+    pred.warm_up()
     log(f"boneage serve: model {pred.model_version} loaded; http://{host}:{port}/docs "
         f"(workers {config.workers}, upload limit {config.max_upload_bytes / 2**20:.0f} MB)")
     uvicorn.run(build_app(pred, config), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
@@ -308,4 +300,4 @@ def build_app(predictor, config: ServeConfig | None = None):
     return app
 
 
-__all__ = ["ServeConfig", "create_app", "build_app", "run", "warm_up", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["ServeConfig", "create_app", "build_app", "run", "DEFAULT_HOST", "DEFAULT_PORT"]

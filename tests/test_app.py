@@ -112,6 +112,27 @@ def test_app_entry_renders_home_with_sidebar(app_model):
     assert any("RSNA" in c.value for c in at.caption)  # attribution under the gallery
 
 
+def test_app_start_loads_the_model_in_the_background(app_model, monkeypatch):
+    """Opening the app starts loading (and warming) the model; the first click then finds it loaded."""
+    import threading
+
+    from boneage.predict import Predictor
+    from boneage.ui import state
+
+    at = page("app.py").run()
+    no_exception(at)
+    t = state._background_load(*state._model_key())  # the thread app.py started (cached: the same one)
+    assert isinstance(t, threading.Thread) and t.name == "boneage-model-warm-up"
+    t.join(timeout=TIMEOUT * 4)
+    assert not t.is_alive()
+
+    def no_second_load(*a, **k):
+        raise AssertionError("the model was loaded again on first use")
+
+    monkeypatch.setattr(Predictor, "load", classmethod(no_second_load))
+    assert state._load_predictor(*state._model_key()).model_version
+
+
 def test_home_sample_click_runs_full_prediction(app_model):
     at = page("app.py").run()
     at.button(key="gallery_2110").click().run()

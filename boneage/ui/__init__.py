@@ -27,7 +27,8 @@ from .model_page import architecture_summary, model_files, render_mapping, show_
 from .results import (follow_up_pdf, plain_warning, prediction_csv, prediction_record, show_interpretation,
                       show_pipeline, show_prediction, stage_caption)
 from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, model_identity, model_meta,
-                    model_pipeline_params, model_version, predict, read_json, run_pipeline_cached, sidebar)
+                    model_pipeline_params, model_version, predict, read_json, run_pipeline_cached, sidebar,
+                    start_model_load)
 
 __all__ = [
     "WORST_CASES_NEED", "shared_data_present", "show_bundled_samples", "Accuracy", "accuracy", "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
@@ -37,5 +38,5 @@ __all__ = [
     "model_pipeline_params", "model_version", "page_link", "plain_warning", "predict", "prediction_csv",
     "prediction_record", "read_json", "render_mapping", "run_pipeline_cached", "safe_thumbnail", "sample_gallery",
     "follow_up_pdf", "sample_source", "samples", "show_interpretation", "show_benchmarks", "show_pipeline", "show_prediction", "sidebar", "stage_caption",
-    "thumbnail",
+    "start_model_load", "thumbnail",
 ]
