@@ -364,7 +364,7 @@ def _check_size(n: int, label: str) -> None:
         raise ImageError(f"{label}: file is empty (0 bytes)")
     if n > MAX_BYTES:
         raise ImageError(
-            f"{label}: file is {n / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB"
+            f"{label}: file is {n / 1e6:.0f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB"  # MB = 10⁶ bytes, as the app says
         )
 
 
