@@ -19,5 +19,6 @@ nav = st.navigation([
     st.Page("pages/dataset.py", title="Dataset errors", icon=":material/query_stats:"),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
 ])
+ui.start_model_load()  # in the background now, so the first prediction does not wait ≈ 17 s for it
 ui.sidebar()
 nav.run()

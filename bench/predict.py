@@ -99,9 +99,12 @@ def main(argv=None) -> int:
     res["batch64_model_images_per_s"] = round(64 / (ms / 1000), 1)
 
     # Training speed of the shipped recipe (backbone, input size, trainable share), batch 32.
-    meta = pred.meta
-    tm = compile_model(build_model(meta.get("backbone", "efficientnet_lite0"), (h, w), weights=None,
-                                   trainable_fraction=float(meta.get("trainable_fraction", 0.6))))
+    from boneage.train import TrainConfig
+
+    prov = pred.meta.provenance  # boneage.bundle.BundleMeta; older bundles fall back to the training defaults
+    tm = compile_model(build_model(prov.backbone or TrainConfig.backbone, (h, w), weights=None,
+                                   trainable_fraction=TrainConfig.trainable_fraction if prov.trainable_fraction is None
+                                   else prov.trainable_fraction))
     xt = {"image": xb["image"][:32], "male": xb["male"][:32]}
     yt = np.full((32, 1), 120.0, np.float32)
     ms = _median_ms(lambda: tm.train_on_batch(xt, yt), max(3, a.repeats // 2))

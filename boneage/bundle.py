@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,7 +185,7 @@ class BundleMeta:
                 pipeline=PipelineParams.from_dict(pipeline),
                 pipeline_version=None if pv is None else _int(d, "pipeline_version", 0),
                 labels=LabelStats(mean_months=_num(d, "label_mean_months"), sd_months=_num(d, "label_sd_months"),
-                                  val_residual_sd_months=_num(d, "val_residual_sd_months") or 0.0,
+                                  val_residual_sd_months=_residual_sd(d),
                                   val_mae_months=_num(d, "val_mae_months")),
                 provenance=Provenance(backbone=_str(d, "backbone"), trainable_fraction=_num(d, "trainable_fraction"),
                                       trained_on=_str(d, "trained_on"), keras_backend=_str(d, "keras_backend")),
@@ -203,6 +204,15 @@ def _num(d: dict, key: str) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"{key} must be a number, got {v!r}")
     return float(v)
+
+
+def _residual_sd(d: dict) -> float:
+    """The uncertainty floor: finite and ≥ 0, or every prediction's uncertainty would be NaN
+    (and ``predict --json`` invalid JSON)."""
+    v = _num(d, "val_residual_sd_months") or 0.0
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"val_residual_sd_months must be a finite number ≥ 0, got {v!r}")
+    return v
 
 
 def _int(d: dict, key: str, default: int) -> int:
@@ -277,7 +287,32 @@ def load(path: str | Path | None = None):
     meta = read_meta(b)
     if not b.meta_file.is_file():  # a bare .keras file: name it after the file, as before
         meta = dataclasses.replace(meta, model_version=model_file.stem)
-    return load_model(model_file), meta, b
+    try:
+        model = load_model(model_file)
+    except Exception as exc:  # noqa: BLE001 - Keras/TF raise anything from ValueError to their own types
+        first = " ".join(str(exc).split())[:160] or exc.__class__.__name__
+        raise BundleError(f"{model_file}: cannot load the model ({first})") from None
+    check_matches(model, meta, b, model_file)
+    return model, meta, b
+
+
+def check_matches(model, meta: BundleMeta, b: Bundle, model_file: Path) -> None:
+    """The network's image input against the bundle's pipeline output size.
+
+    A ``meta.json`` that does not belong to its model used to surface as a multi-line TensorFlow
+    trace at the first prediction (input shape mismatch); this is one line at load time.
+    """
+    shapes = {str(getattr(t, "name", "")).split(":")[0]: tuple(getattr(t, "shape", ()) or ())
+              for t in getattr(model, "inputs", None) or []}
+    shape = shapes.get("image")
+    if not shape or len(shape) < 3 or None in shape[1:3]:
+        return
+    want, got = (int(shape[1]), int(shape[2])), (meta.pipeline.model_height, meta.pipeline.model_width)
+    if want != got:
+        raise BundleError(
+            f"{b.meta_file} does not match {model_file.name}: the network takes {want[0]}×{want[1]} images but "
+            f"the bundle's pipeline makes {got[0]}×{got[1]}; use the meta.json saved with this model"
+        )
 
 
 def new_meta(*, model_version: str, backbone: str, image_height: int, image_width: int, pipeline: PipelineParams,

@@ -167,12 +167,16 @@ def cmd_predict(a) -> int:
     if a.tta is not None:  # parameters first: a ParameterError is one line from main()
         check_int(a.tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
 
+    from .batch import BatchError, expand_inputs, score
     from .clinical import ClinicalInputError, check_parent_heights
     from .followup import follow_up, one_child, read_results
 
-    n = len(a.files)
+    files = [str(p) for p in expand_inputs(a.files)]  # folders recursively, globs expanded
+    if not files:
+        return _fail(f"no image files found in {' '.join(a.files)}")
+    n = len(files)
     try:  # clinical options need no model: nonsense fails fast, before any file is read
-        per_file = list(zip(a.files, _per_file(a.age_months, n, "--age-months"),
+        per_file = list(zip(files, _per_file(a.age_months, n, "--age-months"),
                             _per_file(a.study_date, n, "--study-date"), _per_file(a.height_cm, n, "--height-cm")))
         check_parent_heights(a.father_height_cm, a.mother_height_cm)
         earlier = [v for path in a.previous or [] for v in read_results(path)]
@@ -181,6 +185,10 @@ def cmd_predict(a) -> int:
     follow = a.follow_up or bool(earlier)
     if follow and len(earlier) + n < 2:
         return _fail("follow-up needs at least two visits (several files, or --previous with earlier results)")
+    if a.out and follow:
+        return _fail("--out (batch scoring) does not combine with --follow-up / --previous")
+    if a.out and any(v and len(v) > 1 for v in (a.age_months, a.study_date, a.height_cm)):
+        return _fail("with --out, give --age-months / --study-date / --height-cm once (they apply to every file)")
 
     if err := _preflight_error((preflight.model_path, a.model)):
         return _fail(err)
@@ -201,6 +209,29 @@ def cmd_predict(a) -> int:
         pred = Predictor.load(a.model)
     except PredictionError as e:
         return _fail(str(e))
+    if a.out:
+        first = lambda v: v[0] if v else None  # noqa: E731
+        clinical = dict(chronological_age_months=first(a.age_months), birth_date=a.birth_date,
+                        study_date=first(a.study_date), height_cm=first(a.height_cm),
+                        father_height_cm=a.father_height_cm, mother_height_cm=a.mother_height_cm)
+        clinical = {k: v for k, v in clinical.items() if v is not None}
+        try:
+            if a.ray:
+                from .ray_batch import score_on_ray
+
+                if a.dicom_out:
+                    return _fail("--dicom-out is not available with --ray (write DICOM from a local run)")
+                s = score_on_ray([Path(t[0]) for t in todo], a.out, model=a.model, sex=a.sex, tta=a.tta,
+                                 clinical=clinical, actors=a.workers or 2, address=a.ray_address,
+                                 progress=not a.quiet)
+            else:
+                s = score(pred, [Path(t[0]) for t in todo], a.out, sex=a.sex, tta=a.tta, workers=a.workers,
+                          dicom_out=a.dicom_out, clinical=clinical, progress=not a.quiet)
+        except BatchError as e:
+            return _fail(str(e))
+        print(f"{s.predicted} predicted, {s.failed} failed, {s.skipped} already in {a.out} (of {s.total}); "
+              f"{s.images_per_s:.1f} images/s")
+        return EXIT_BAD_INPUT if (s.failed or rc) else 0
     visits, refused = list(earlier), False
     for f, age, study, height in todo:
         try:
@@ -256,9 +287,12 @@ def cmd_serve(a) -> int:
     from .predict import PredictionError
     from .serve import ServeConfig, run
 
-    if a.workers < 1 or a.max_upload_mb <= 0:
-        return _fail("--workers must be ≥ 1 and --max-upload-mb > 0")
-    cfg = ServeConfig(max_upload_bytes=int(a.max_upload_mb * 2**20), workers=a.workers, queue=a.queue, tta=a.tta)
+    from .checks import check_float
+    from .io import MAX_BYTES
+
+    mb = check_float(a.max_upload_mb, "max_upload_mb", lo=0.0, lo_open=True, hi=MAX_BYTES / 1e6, flag="--max-upload-mb")
+    # MB = 10⁶ bytes, as the app's upload widget and the loader count them; ServeConfig checks the rest
+    cfg = ServeConfig(max_upload_bytes=int(mb * 10**6), workers=a.workers, queue=a.queue, tta=a.tta)
     try:
         run(a.model, a.host, a.port, cfg)
     except PredictionError as e:
@@ -358,8 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="bone age for one or more radiographs",
                        description="Exit status: 0 all predicted; 2 some file unreadable or bad input; "
                                    "3 some image not accepted as a child's hand radiograph (and none unreadable).")
-    s.add_argument("files", nargs="+")
+    s.add_argument("files", nargs="+", metavar="FILE_DIR_OR_GLOB", help="images, folders (recursive) or globs ('**' allowed)")
     s.add_argument("--sex", type=_sex, help="M or F (also male/female, boy/girl); required unless the DICOM says")
+    s.add_argument("--out", metavar="CSV", help="batch scoring: one row per file into CSV (resumable: files already "
+                   "in it are skipped), decode and pipeline in worker processes, progress bar")
+    s.add_argument("--workers", type=int, default=None, help="with --out: preprocessing processes (default: cores)")
+    s.add_argument("--quiet", action="store_true", help="with --out: no progress bar")
+    s.add_argument("--ray", action="store_true", help="with --out: score on Ray Data (requirements-ray.txt); "
+                   "--workers = actors (default 2)")
+    s.add_argument("--ray-address", metavar="ADDRESS", help="with --ray: an existing cluster (e.g. ray://head:10001; "
+                   "default: $RAY_ADDRESS or a local Ray)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
     s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")

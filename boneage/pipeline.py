@@ -213,6 +213,12 @@ def to_float01(image: np.ndarray) -> np.ndarray:
         return img.astype(np.float32) / 255.0
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
+    img = np.asarray(img, dtype=np.float32)
+    lo, hi = float(img.min()), float(img.max())  # NaN anywhere makes these NaN
+    if 0.0 <= lo and hi <= 1.0:
+        # The loader's output (finite, already in [0, 1]): returned as is, without nan_to_num's
+        # four full-size passes (≈ 15 ms of a 2000×2500 prediction). Identical result.
+        return img.copy() if img is image else img
     img = img.astype(np.float32)
     lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
     if lo >= 0.0 and hi <= 1.0:
@@ -248,10 +254,12 @@ def resize_to_frame(image: np.ndarray, width: int, height: int, *, stretch: bool
 
 def minmax_normalise(image: np.ndarray) -> np.ndarray:
     """Stretch to the full [0, 1] range, so exposure differences do not reach the model."""
-    img = image.astype(np.float32)
+    img = np.asarray(image, dtype=np.float32)
     lo, hi = float(img.min()), float(img.max())
     if hi - lo < 1e-8:
         return np.zeros_like(img)
+    if lo == 0.0 and hi == 1.0:  # already stretched (the loader's output): (x - 0) / 1 == x exactly
+        return img.copy() if img is image else img
     return (img - lo) / (hi - lo)
 
 

@@ -21,7 +21,8 @@ Decisions, so integrators can rely on them:
 * **Bounded concurrency and memory.** At most ``workers`` predictions run at once (decode and
   pipeline in threads — OpenCV and the PNG decoders release the GIL — the model call serialised
   by the Predictor's lock) and at most ``queue`` more wait; beyond that the answer is 503 at once
-  rather than an unbounded queue of decoded images. A full-size radiograph costs ≈ 0.2 GB while
+  rather than an unbounded queue of decoded images; decodes are further bounded by the loader's
+  own ``boneage.io.DECODE_SLOTS``. A full-size radiograph costs ≈ 0.2 GB while
   it is processed, so the peak is about ``workers`` × 0.2 GB above the ≈ 1 GB of the loaded model.
 * **Localhost by default**: this is research software without authentication; exposing it is an
   explicit ``--host 0.0.0.0``.
@@ -32,7 +33,6 @@ import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 
 from . import __version__
 from .io import MAX_BYTES
@@ -50,6 +50,20 @@ class ServeConfig:
     workers: int = max(1, os.cpu_count() or 1)  # predictions running at once
     queue: int = 0  # predictions allowed to wait beyond ``workers`` (default: 4 × workers)
     tta: int | None = None  # test-time augmentation copies (None: the Predictor's default)
+
+    def __post_init__(self) -> None:
+        """Checked here so ``boneage serve`` flags and a ServeConfig built in Python fail the same way
+        (one line). An upload limit above the loader's own (boneage.io.MAX_BYTES, 10⁸ bytes) would
+        accept files only to refuse them after reading."""
+        from .checks import check_int
+        from .predict import MAX_TTA
+
+        object.__setattr__(self, "max_upload_bytes", check_int(self.max_upload_bytes, "max_upload_bytes", lo=1,
+                                                               hi=MAX_BYTES))
+        object.__setattr__(self, "workers", check_int(self.workers, "workers", lo=1, hi=256, flag="--workers"))
+        object.__setattr__(self, "queue", check_int(self.queue, "queue", lo=0, hi=100_000, flag="--queue"))
+        if self.tta is not None:
+            object.__setattr__(self, "tta", check_int(self.tta, "tta", lo=1, hi=MAX_TTA, flag="--tta"))
 
     @property
     def max_waiting(self) -> int:
@@ -105,7 +119,7 @@ class _UploadLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit_mb = self.max_bytes / 2**20
+        limit_mb = self.max_bytes / 1e6
         headers = dict(scope.get("headers") or [])
         cl = headers.get(b"content-length")
         if cl is not None:
@@ -114,7 +128,7 @@ class _UploadLimit:
             except ValueError:
                 return await _json_error(400, "Content-Length is not a number")(scope, receive, send)
             if n > self.max_bytes:
-                msg = f"upload is {n / 2**20:.1f} MB; the limit is {limit_mb:.0f} MB"
+                msg = f"upload is {n / 1e6:.1f} MB; the limit is {limit_mb:.0f} MB"
                 return await _json_error(413, msg)(scope, receive, send)
         seen = 0
         started = False
@@ -244,7 +258,7 @@ def create_app(predictor, config: ServeConfig | None = None):
         try:
             data = await file.read(cfg.max_upload_bytes + 1)
             if len(data) > cfg.max_upload_bytes:
-                raise ServiceError(413, f"{name}: upload exceeds the limit of {cfg.max_upload_bytes / 2**20:.0f} MB")
+                raise ServiceError(413, f"{name}: upload exceeds the limit of {cfg.max_upload_bytes / 1e6:.0f} MB")
             kwargs = dict(sex=sex, tta=cfg.tta, chronological_age_months=age_months, birth_date=birth_date,
                           study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
                           mother_height_cm=mother_height_cm, name=name)
@@ -279,14 +293,6 @@ def _dicom_zip(pred, data: bytes) -> bytes:
     return dicom_results_zip(pred, data)
 
 
-def warm_up(predictor) -> None:
-    """One prediction on a synthetic hand-sized image: traces the model call before serving."""
-    h, w = 1040, 800
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = (((xx - w / 2) / (w / 3)) ** 2 + ((yy - h / 2) / (h / 2.5)) ** 2 < 1).astype(np.float32) * 0.8
-    predictor.predict(img, sex="F")
-
-
 def run(model: str | None, host: str, port: int, config: ServeConfig, log=print) -> None:
     """Load the model, warm it up, then serve until interrupted."""
     import uvicorn
@@ -294,9 +300,9 @@ def run(model: str | None, host: str, port: int, config: ServeConfig, log=print)
     from .predict import Predictor
 
     pred = Predictor.load(model)
-    warm_up(pred)
+    pred.warm_up()
     log(f"boneage serve: model {pred.model_version} loaded; http://{host}:{port}/docs "
-        f"(workers {config.workers}, upload limit {config.max_upload_bytes / 2**20:.0f} MB)")
+        f"(workers {config.workers}, upload limit {config.max_upload_bytes / 1e6:.0f} MB)")
     uvicorn.run(build_app(pred, config), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
@@ -308,4 +314,4 @@ def build_app(predictor, config: ServeConfig | None = None):
     return app
 
 
-__all__ = ["ServeConfig", "create_app", "build_app", "run", "warm_up", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["ServeConfig", "create_app", "build_app", "run", "DEFAULT_HOST", "DEFAULT_PORT"]

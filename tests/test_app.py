@@ -113,6 +113,27 @@ def test_app_entry_renders_home_with_sidebar(app_model):
     assert any("RSNA" in c.value for c in at.caption)  # attribution under the gallery
 
 
+def test_app_start_loads_the_model_in_the_background(app_model, monkeypatch):
+    """Opening the app starts loading (and warming) the model; the first click then finds it loaded."""
+    import threading
+
+    from boneage.predict import Predictor
+    from boneage.ui import state
+
+    at = page("app.py").run()
+    no_exception(at)
+    t = state._background_load(*state._model_key())  # the thread app.py started (cached: the same one)
+    assert isinstance(t, threading.Thread) and t.name == "boneage-model-warm-up"
+    t.join(timeout=TIMEOUT * 4)
+    assert not t.is_alive()
+
+    def no_second_load(*a, **k):
+        raise AssertionError("the model was loaded again on first use")
+
+    monkeypatch.setattr(Predictor, "load", classmethod(no_second_load))
+    assert state._load_predictor(*state._model_key()).model_version
+
+
 def test_home_sample_click_runs_full_prediction(app_model):
     at = page("app.py").run()
     at.button(key="gallery_2110").click().run()
@@ -128,6 +149,12 @@ def test_home_page_alone_renders(app_model):
     at = page("pages/home.py").run()
     no_exception(at)
     assert not errors(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "What bone age is" in text and "Why it matters" in text
+    acc = ui.accuracy()
+    if acc is not None:  # the honest figure, read from the model card, and where the model fails
+        assert metrics(at)["Average error, validation"] == f"{acc.validation_mae:.2f} months"
+    assert any("not a medical device" in w.value for w in at.warning)
     assert len([b for b in at.button if (b.key or "").startswith("gallery_")]) == len(ui.samples())
 
 
@@ -460,7 +487,9 @@ def test_model_page_renders_card_curves_architecture(app_model):
     assert not errors(at)
     assert any(f"`{ui.model_version()}`" in md.value for md in at.markdown)
     assert any(f"backbone **{ui.model_meta()['backbone']}**" in md.value for md in at.markdown)
-    assert metrics(at)["Epochs trained"] == str(len(pd.read_csv(ui.model_dir() / "history.csv")))
+    phases = ((ui.read_json(ui.model_dir() / "card.json") or {}).get("training") or {}).get("phases") or []
+    assert metrics(at)["Epochs trained"] == str(sum(p["epochs_run"] for p in phases) if phases
+                                                 else len(pd.read_csv(ui.model_dir() / "history.csv")))
     assert len(plotly_charts(at)) == 1  # training curves
     assert any("parameters" in c.value for c in at.caption)
     assert at.code and "Total params" in at.code[0].value
@@ -503,3 +532,26 @@ def _traces(chart) -> list:
     import json
 
     return json.loads(chart.proto.spec)["data"]
+
+
+def test_choosing_dates_shows_a_prompt_not_an_error(app_model):
+    """Inputs never show an error before the user acted: "Birth and study dates" asks for the birth date."""
+    at = page("pages/predict.py").run()
+    at.radio(key="predict_mode").set_value(ui.SAMPLE_MODE).run()
+    mode = next(r for r in at.radio if (r.key or "").startswith("agemode_"))
+    mode.set_value(ui.AGE_DATES).run()
+    no_exception(at)
+    assert not errors(at), errors(at)
+    assert any("Enter the birth date" in c.value for c in at.caption)
+    assert_bone_age(at)  # the reading is there meanwhile
+
+
+def test_dataset_page_without_the_data_says_what_worst_cases_need(app_model, tmp_path, monkeypatch):
+    """A fresh clone (no RSNA data): the worst-case gallery says what it needs and shows the bundled samples."""
+    monkeypatch.setenv("BONEAGE_DATA", str(tmp_path / "absent"))
+    at = page("pages/dataset.py").run()
+    no_exception(at)
+    assert not errors(at)
+    assert any(i.value == ui.WORST_CASES_NEED for i in at.info)
+    caps = [c for img in at.image for c in img.captions if c]
+    assert sum("reader" in c for c in caps) == len(ui.samples()) > 0

@@ -39,7 +39,7 @@ def run_cli(*args: str) -> tuple[int, list[str], str]:
 
 @pytest.mark.parametrize("args, message", [
     (("predict", "typo.png", "--sex", "F"), "typo.png: file not found"),
-    (("predict", str(SAMPLES_DIR), "--sex", "F"), "is a folder, not a file"),
+    (("predict", "boneage/ui", "--sex", "F"), "no image files found in boneage/ui"),  # folders are walked
     (("predict", str(SAMPLE), "--sex", "F", "--model", "no/such/model"), "no/such/model: model not found"),
     (("pipeline", "typo.png", "--out", "stages"), "typo.png: file not found"),
     (("evaluate", "--data", "no/such/folder", "--out", "x.csv"), "no/such/folder: folder not found"),

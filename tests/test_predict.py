@@ -232,6 +232,33 @@ def test_non_finite_model_output_is_refused(predictor, monkeypatch):
         predictor.predict(HIRES / "1437.png", sex="F", tta=1)
 
 
+def test_mismatched_or_broken_bundle_is_one_line(model_dir, tmp_path):
+    import shutil
+
+    from boneage.predict import PredictionError, Predictor
+
+    shutil.copy(model_dir / "model.keras", tmp_path / "model.keras")
+    meta = json.loads((model_dir / "meta.json").read_text()) if (model_dir / "meta.json").is_file() else {}
+    meta.setdefault("pipeline", {})["model_height"] = 200
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictionError, match="does not match model.keras: the network takes") as e:
+        Predictor.load(tmp_path)
+    assert "\n" not in str(e.value)
+    (tmp_path / "meta.json").write_text("{bad")
+    with pytest.raises(PredictionError, match="not readable JSON"):
+        Predictor.load(tmp_path)
+    meta["pipeline"]["model_height"] = 160
+    meta["val_residual_sd_months"] = float("nan")
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictionError, match="val_residual_sd_months"):
+        Predictor.load(tmp_path)
+    meta["val_residual_sd_months"] = 10.0
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "model.keras").write_bytes(b"junk")
+    with pytest.raises(PredictionError, match="cannot load the model"):
+        Predictor.load(tmp_path)
+
+
 def test_overlay_is_clear_where_attention_is_low_and_carries_a_key(predictor):
     from boneage.predict import ATTENTION_FLOOR
 

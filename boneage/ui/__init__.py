@@ -16,9 +16,10 @@ All real work is done by the rest of ``boneage``.
 """
 from __future__ import annotations
 
-from .dataset_page import confined_folder, data_roots, default_image_dirs, default_predictions_path, find_case_image
+from .dataset_page import (WORST_CASES_NEED, confined_folder, data_roots, default_image_dirs, default_predictions_path,
+                           find_case_image, shared_data_present, show_bundled_samples)
 from .errors import friendly_message, guard
-from .home_page import ATTRIBUTION, page_link, sample_gallery
+from .home_page import ATTRIBUTION, Accuracy, accuracy, page_link, sample_gallery
 from .images import DISPLAY_MAX_SIDE, downscale, safe_thumbnail, thumbnail
 from .inputs import (AGE_DATES, AGE_DIRECT, AGE_NONE, SAMPLE_MODE, UPLOAD_HELP, UPLOAD_MODE, ClinicalInputs, Sample,
                      clinical_inputs, image_source, sample_source, samples)
@@ -26,15 +27,16 @@ from .model_page import architecture_summary, model_files, render_mapping, show_
 from .results import (LiveResult, follow_up_pdf, live_result, plain_warning, prediction_csv, prediction_record,
                       show_interpretation, show_pipeline, show_prediction, show_refusal, stage_caption)
 from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, model_identity, model_meta,
-                    model_pipeline_params, model_version, predict, read_json, run_pipeline_cached, sidebar)
+                    model_pipeline_params, model_version, predict, read_json, run_pipeline_cached, sidebar,
+                    start_model_load)
 
 __all__ = [
-    "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "LiveResult", "live_result", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
+    "WORST_CASES_NEED", "shared_data_present", "show_bundled_samples", "Accuracy", "accuracy", "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "LiveResult", "live_result", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
     "UPLOAD_MODE", "ClinicalInputs", "Sample", "Source", "architecture_summary", "clinical_inputs",
     "confined_folder", "data_roots", "default_image_dirs", "default_predictions_path", "digest", "downscale", "find_case_image", "friendly_message",
     "get_predictor", "guard", "image_source", "load", "model_dir", "model_files", "model_identity", "model_meta",
     "model_pipeline_params", "model_version", "page_link", "plain_warning", "predict", "prediction_csv",
     "prediction_record", "read_json", "render_mapping", "run_pipeline_cached", "safe_thumbnail", "sample_gallery",
     "follow_up_pdf", "sample_source", "samples", "show_interpretation", "show_benchmarks", "show_pipeline",
-    "show_prediction", "show_refusal", "sidebar", "stage_caption", "thumbnail",
+    "show_prediction", "show_refusal", "sidebar", "stage_caption", "start_model_load", "thumbnail",
 ]

@@ -154,6 +154,9 @@ def clinical_inputs(src: Source, meta) -> ClinicalInputs:
             bd = a.date_input("Birth date", value=birth, min_value=lo, max_value=hi, key=f"birth_{k}")
             sd = b.date_input("Study date", value=study or dt.date.today(), min_value=lo, max_value=hi,
                               key=f"study_{k}")
+            if bd is None:  # not typed yet: a prompt, not an error (the study date alone means nothing)
+                st.caption("Enter the birth date: the age on the study date is worked out from the two.")
+                sd = None
     with c3:
         h = st.number_input("Height (cm, optional)", min_value=40.0, max_value=220.0, value=None, step=0.5,
                             key=f"height_{k}", help="For the Bayley–Pinneau adult height prediction.")

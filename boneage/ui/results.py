@@ -167,7 +167,7 @@ def show_prediction(pred, src: Source, *, patient_id: str | None = None, accessi
     from ..charts import growth_chart
 
     st.subheader("Result")
-    cols = st.columns(4)
+    cols = st.columns([1, 1.6, 1, 1.1])  # "11 years 11 months" needs the room
     cols[0].metric("Bone age", f"{pred.bone_age_months:.1f} months")
     cols[1].metric("In years and months", pred.bone_age_years_text)
     if pred.interval_90_months is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +75,31 @@ def _load_predictor(path: str, mtime: float):
 def _model_key() -> tuple[str, float]:
     b = bundle.resolve()
     return str(b.dir), (b.model_file.stat().st_mtime if b.exists() else 0.0)
+
+
+@st.cache_resource(show_spinner=False)
+def _background_load(path: str, mtime: float) -> threading.Thread:
+    """Load and warm the model in a background thread, once per server (and model file)."""
+    def work():
+        try:
+            _load_predictor(path, mtime).warm_up()
+        except Exception:  # noqa: BLE001 - a broken bundle is reported where the model is used
+            pass
+
+    t = threading.Thread(target=work, name="boneage-model-warm-up", daemon=True)
+    t.start()
+    return t
+
+
+def start_model_load() -> None:
+    """Begin loading the model as the app starts, not on the first click.
+
+    Streamlit runs no app code until a browser connects, so this runs on the first page load;
+    loading (≈ 17 s on 2 busy cores) and the first traced call then happen while the user picks a
+    file. ``get_predictor`` shares the same cache entry, so a click during the load waits for it
+    rather than loading a second copy.
+    """
+    _background_load(*_model_key())
 
 
 def get_predictor():
