@@ -306,7 +306,7 @@ class Predictor:
         h, w = 1040, 800
         yy, xx = np.mgrid[0:h, 0:w]
         blob = ((xx - w / 2) / (w / 3)) ** 2 + ((yy - h / 2) / (h / 2.5)) ** 2 < 1
-        self.read(np.where(blob, 0.8, 0.05).astype(np.float32), "F")
+        self.read(np.where(blob, 0.8, 0.05).astype(np.float32), "F", accept_unusual=True)  # a blob, not a hand
 
     def predict_prepared(self, items: list["Prepared"], sexes: list[str], chunk: int = 64
                          ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -91,7 +91,9 @@ with ui.guard("Dataset errors"):
         if pick is not None:
             row = worst[worst["id"] == pick].iloc[0]
             src = ui.Source(found[pick].read_bytes(), found[pick].name, ui.digest(found[pick].read_bytes()))
-            pred = ui.predict(src, from_male(row["male"]))
+            # Inspecting the worst cases is research: show them even where the acceptance check would refuse
+            # (the verdict is in the warnings below).
+            pred = ui.predict(src, from_male(row["male"]), accept_unusual=True)
             st.markdown(f"**#{pick}**: true {row['boneage_months']:.0f} months, predicted now "
                         f"{pred.bone_age_months:.1f} months (CSV: {row['predicted_months']:.1f}).")
             a, b = st.columns([1, 2])
