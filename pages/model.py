@@ -11,7 +11,8 @@ with ui.guard("Model"):
     info = ui.model_files()
     meta = info["meta"]
     if not meta:
-        st.warning(f"No model metadata (meta.json) in `{info['dir']}`.", icon=":material/warning:")
+        st.warning(f"No model metadata (meta.json) in `{info['dir']}`: point BONEAGE_MODEL at a folder from "
+                   "`boneage train`, or unset it to use the shipped model.", icon=":material/warning:")
     st.markdown(f"Version **`{meta.get('model_version', ui.model_version())}`** · backbone "
                 f"**{meta.get('backbone', '—')}** · folder `{info['dir']}`")
     k = st.columns(4)

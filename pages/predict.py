@@ -31,6 +31,7 @@ with ui.guard("Prediction"):
                     key="predict_accept_unusual")
         st.stop()
     except ClinicalInputError as e:
-        st.error(f"Clinical inputs: {e}. The bone age is shown without the interpretation.", icon=":material/error:")
+        st.error(f"Clinical inputs: {e}. Correct them above for the interpretation; the bone age is shown meanwhile.",
+                 icon=":material/error:")
         pred = ui.predict(src, inp.sex, accept_unusual=unusual)
     ui.show_prediction(pred, src, patient_id=inp.patient_id, accession_number=inp.accession_number)
