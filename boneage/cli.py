@@ -259,8 +259,8 @@ def cmd_predict(a) -> int:
             extra = {"dicom_files": dicom_files} if a.dicom_out else {}
             print(json.dumps({"file": str(f), **r.to_dict(), **extra}, allow_nan=False), flush=True)
         else:
-            spread = (f"90% interval {r.interval_90_months[0]:.0f}–{r.interval_90_months[1]:.0f}"
-                      if r.interval_90_months is not None else f"± {r.uncertainty_months:.1f}")
+            spread = (f"90% interval {r.interval_90_months[0]:.0f}–{r.interval_90_months[1]:.0f} months"
+                      if r.interval_90_months is not None else f"± {r.uncertainty_months:.1f} months")
             print(f"{f}: bone age {r.bone_age_months:.1f} months ({r.bone_age_years_text}), {spread} "
                   f"[{r.sex}, model {r.model_version}]")
             if r.clinical is not None:

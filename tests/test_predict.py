@@ -92,7 +92,8 @@ def test_clinical_fields_same_in_api_and_cli(predictor, model_dir):
 
     r = predictor.predict(HIRES / "1437.png", sex="F", chronological_age_months=130, height_cm=145)
     assert r.clinical is not None
-    ref = interpret(r.bone_age_months, "F", chronological_age_months=130, height_cm=145)
+    ref = interpret(r.bone_age_months, "F", chronological_age_months=130, height_cm=145,
+                    bone_age_interval_months=r.interval_90_months)
     assert r.clinical.to_dict() == ref.to_dict()
     out = _cli("predict", str(HIRES / "1437.png"), "--sex", "F", "--age-months", "130", "--height-cm", "145", "--json",
                "--model", str(model_dir))
@@ -123,7 +124,8 @@ def test_cli_predict_text_gives_units(model_dir):
     r = _cli("predict", str(HIRES / "1437.png"), "--sex", "F", "--age-months", "130", "--model", str(model_dir))
     assert r.returncode == 0, r.stderr
     first = r.stdout.splitlines()[0]
-    assert re.search(r"bone age [\d.]+ months \(\d+ years? \d+ months?\) ± [\d.]+ months ", first), first
+    assert re.search(r"bone age [\d.]+ months \(\d+ years? \d+ months?\),? (90% interval \d+–\d+ months|± [\d.]+ months) ",
+                     first), first
 
 
 @pytest.mark.parametrize("case", ["text", "missing", "nosex"])
