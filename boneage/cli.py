@@ -276,9 +276,12 @@ def cmd_serve(a) -> int:
     from .predict import PredictionError
     from .serve import ServeConfig, run
 
-    if a.workers < 1 or a.max_upload_mb <= 0:
-        return _fail("--workers must be ≥ 1 and --max-upload-mb > 0")
-    cfg = ServeConfig(max_upload_bytes=int(a.max_upload_mb * 2**20), workers=a.workers, queue=a.queue, tta=a.tta)
+    from .checks import check_float
+    from .io import MAX_BYTES
+
+    mb = check_float(a.max_upload_mb, "max_upload_mb", lo=0.0, lo_open=True, hi=MAX_BYTES / 1e6, flag="--max-upload-mb")
+    # MB = 10⁶ bytes, as the app's upload widget and the loader count them; ServeConfig checks the rest
+    cfg = ServeConfig(max_upload_bytes=int(mb * 10**6), workers=a.workers, queue=a.queue, tta=a.tta)
     try:
         run(a.model, a.host, a.port, cfg)
     except PredictionError as e:

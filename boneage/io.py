@@ -364,7 +364,7 @@ def _check_size(n: int, label: str) -> None:
         raise ImageError(f"{label}: file is empty (0 bytes)")
     if n > MAX_BYTES:
         raise ImageError(
-            f"{label}: file is {n / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB"
+            f"{label}: file is {n / 1e6:.0f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB"  # MB = 10⁶ bytes, as the app says
         )
 
 
@@ -610,7 +610,7 @@ def _pil_to_gray(im, k: int, warnings: list[str]) -> np.ndarray:
     w, h = im.size
 
     def rows(r0: int, r1: int) -> np.ndarray:
-        part = im.crop((0, r0, w, r1))
+        part = im if (r0, r1) == (0, h) else im.crop((0, r0, w, r1))  # one strip: no crop copy
         return np.asarray(part.convert(conv) if conv else part)
 
     return _gray_reduced(rows, h, w, k, alpha_full=255.0, rgb_order=True, warnings=warnings)

@@ -51,6 +51,20 @@ class ServeConfig:
     queue: int = 0  # predictions allowed to wait beyond ``workers`` (default: 4 × workers)
     tta: int | None = None  # test-time augmentation copies (None: the Predictor's default)
 
+    def __post_init__(self) -> None:
+        """Checked here so ``boneage serve`` flags and a ServeConfig built in Python fail the same way
+        (one line). An upload limit above the loader's own (boneage.io.MAX_BYTES, 10⁸ bytes) would
+        accept files only to refuse them after reading."""
+        from .checks import check_int
+        from .predict import MAX_TTA
+
+        object.__setattr__(self, "max_upload_bytes", check_int(self.max_upload_bytes, "max_upload_bytes", lo=1,
+                                                               hi=MAX_BYTES))
+        object.__setattr__(self, "workers", check_int(self.workers, "workers", lo=1, hi=256, flag="--workers"))
+        object.__setattr__(self, "queue", check_int(self.queue, "queue", lo=0, hi=100_000, flag="--queue"))
+        if self.tta is not None:
+            object.__setattr__(self, "tta", check_int(self.tta, "tta", lo=1, hi=MAX_TTA, flag="--tta"))
+
     @property
     def max_waiting(self) -> int:
         return self.queue if self.queue > 0 else 4 * self.workers
@@ -105,7 +119,7 @@ class _UploadLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit_mb = self.max_bytes / 2**20
+        limit_mb = self.max_bytes / 1e6
         headers = dict(scope.get("headers") or [])
         cl = headers.get(b"content-length")
         if cl is not None:
@@ -114,7 +128,7 @@ class _UploadLimit:
             except ValueError:
                 return await _json_error(400, "Content-Length is not a number")(scope, receive, send)
             if n > self.max_bytes:
-                msg = f"upload is {n / 2**20:.1f} MB; the limit is {limit_mb:.0f} MB"
+                msg = f"upload is {n / 1e6:.1f} MB; the limit is {limit_mb:.0f} MB"
                 return await _json_error(413, msg)(scope, receive, send)
         seen = 0
         started = False
@@ -244,7 +258,7 @@ def create_app(predictor, config: ServeConfig | None = None):
         try:
             data = await file.read(cfg.max_upload_bytes + 1)
             if len(data) > cfg.max_upload_bytes:
-                raise ServiceError(413, f"{name}: upload exceeds the limit of {cfg.max_upload_bytes / 2**20:.0f} MB")
+                raise ServiceError(413, f"{name}: upload exceeds the limit of {cfg.max_upload_bytes / 1e6:.0f} MB")
             kwargs = dict(sex=sex, tta=cfg.tta, chronological_age_months=age_months, birth_date=birth_date,
                           study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
                           mother_height_cm=mother_height_cm, name=name)
@@ -288,7 +302,7 @@ def run(model: str | None, host: str, port: int, config: ServeConfig, log=print)
     pred = Predictor.load(model)
     pred.warm_up()
     log(f"boneage serve: model {pred.model_version} loaded; http://{host}:{port}/docs "
-        f"(workers {config.workers}, upload limit {config.max_upload_bytes / 2**20:.0f} MB)")
+        f"(workers {config.workers}, upload limit {config.max_upload_bytes / 1e6:.0f} MB)")
     uvicorn.run(build_app(pred, config), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 

@@ -71,7 +71,9 @@ with ui.guard("Dataset errors"):
         st.warning(f"Images are read only from the configured data folders ({', '.join(str(p) for p in ui.data_roots())}); "
                    "add a folder to BONEAGE_DATA_ROOTS to use it.", icon=":material/folder_off:")
     elif not worst.empty and not any(found.values()):
-        st.info("Images not found in that folder; set the folder to see the worst cases.", icon=":material/image_not_supported:")
+        st.info(ui.WORST_CASES_NEED, icon=":material/image_not_supported:")
+        if not ui.shared_data_present():
+            ui.show_bundled_samples()
     thumbs = {i: ui.safe_thumbnail(p, 220) for i, p in found.items() if p is not None}
     cols = st.columns(4)
     for i, r in enumerate(worst.itertuples()):

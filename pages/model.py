@@ -11,12 +11,22 @@ with ui.guard("Model"):
     info = ui.model_files()
     meta = info["meta"]
     if not meta:
-        st.warning(f"No model metadata (meta.json) in `{info['dir']}`.", icon=":material/warning:")
+        st.warning(f"No model metadata (meta.json) in `{info['dir']}`: point BONEAGE_MODEL at a folder from "
+                   "`boneage train`, or unset it to use the shipped model.", icon=":material/warning:")
     st.markdown(f"Version **`{meta.get('model_version', ui.model_version())}`** · backbone "
                 f"**{meta.get('backbone', '—')}** · folder `{info['dir']}`")
     k = st.columns(4)
-    k[0].metric("Epochs trained", "—" if info["history"] is None else len(info["history"]))
-    k[1].metric("Validation MAE", "—" if meta.get("val_mae_months") is None else f"{meta['val_mae_months']:.1f} months")
+    phases = ((info["card"] or {}).get("training") or {}).get("phases") or []
+    epochs = sum(p.get("epochs_run") or 0 for p in phases) or (None if info["history"] is None else len(info["history"]))
+    k[0].metric("Epochs trained", "—" if epochs is None else epochs,
+                help=f"In {len(phases)} phases (the curves show the last)." if len(phases) > 1 else None)
+    full = (info["card"] or {}).get("validation_thumbnails_full_path_tta") or {}
+    if full.get("mae") is not None:
+        k[1].metric("Validation MAE", f"{full['mae']:.2f} months",
+                    help=f"{full.get('n', '?')} validation radiographs through the full prediction path with 8× TTA "
+                         f"(without TTA, on cached inputs: {meta.get('val_mae_months', float('nan')):.2f} months).")
+    else:
+        k[1].metric("Validation MAE", "—" if meta.get("val_mae_months") is None else f"{meta['val_mae_months']:.1f} months")
     k[2].metric("Residual SD", "—" if meta.get("val_residual_sd_months") is None
                 else f"{meta['val_residual_sd_months']:.1f} months", help="Validation residual SD: the uncertainty floor.")
     k[3].metric("Input", f"{meta.get('image_height', '?')}×{meta.get('image_width', '?')} px")

@@ -22,6 +22,7 @@ with ui.guard("Prediction"):
     try:
         pred = ui.predict(src, inp.sex, **inp.clinical_kwargs)
     except ClinicalInputError as e:
-        st.error(f"Clinical inputs: {e}. The bone age is shown without the interpretation.", icon=":material/error:")
+        st.error(f"Clinical inputs: {e}. Correct them above for the interpretation; the bone age is shown meanwhile.",
+                 icon=":material/error:")
         pred = ui.predict(src, inp.sex)
     ui.show_prediction(pred, src, patient_id=inp.patient_id, accession_number=inp.accession_number)

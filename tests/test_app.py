@@ -93,7 +93,9 @@ def assert_bone_age(at: AppTest) -> float:
     assert "Bone age" in m, (m, errors(at))
     value = float(m["Bone age"].split()[0])
     assert 0 <= value <= 228
-    assert m["In years and months"].endswith(("months", "month")) and "Uncertainty (1 SD)" in m
+    years = next(x.delta for x in at.metric if x.label == "Bone age")  # "15 years 11 months" under the value
+    assert years.endswith(("months", "month")) and "year" in years or float(value) < 12
+    assert "Uncertainty (1 SD)" in m
     return value
 
 
@@ -148,6 +150,12 @@ def test_home_page_alone_renders(app_model):
     at = page("pages/home.py").run()
     no_exception(at)
     assert not errors(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "What bone age is" in text and "Why it matters" in text
+    acc = ui.accuracy()
+    if acc is not None:  # the honest figure, read from the model card, and where the model fails
+        assert metrics(at)["Average error, validation"] == f"{acc.validation_mae:.2f} months"
+    assert any("not a medical device" in w.value for w in at.warning)
     assert len([b for b in at.button if (b.key or "").startswith("gallery_")]) == len(ui.samples())
 
 
@@ -459,7 +467,9 @@ def test_model_page_renders_card_curves_architecture(app_model):
     assert not errors(at)
     assert any(f"`{ui.model_version()}`" in md.value for md in at.markdown)
     assert any(f"backbone **{ui.model_meta()['backbone']}**" in md.value for md in at.markdown)
-    assert metrics(at)["Epochs trained"] == str(len(pd.read_csv(ui.model_dir() / "history.csv")))
+    phases = ((ui.read_json(ui.model_dir() / "card.json") or {}).get("training") or {}).get("phases") or []
+    assert metrics(at)["Epochs trained"] == str(sum(p["epochs_run"] for p in phases) if phases
+                                                 else len(pd.read_csv(ui.model_dir() / "history.csv")))
     assert len(plotly_charts(at)) == 1  # training curves
     assert any("parameters" in c.value for c in at.caption)
     assert at.code and "Total params" in at.code[0].value
@@ -514,3 +524,14 @@ def test_choosing_dates_shows_a_prompt_not_an_error(app_model):
     assert not errors(at), errors(at)
     assert any("Enter the birth date" in c.value for c in at.caption)
     assert_bone_age(at)  # the reading is there meanwhile
+
+
+def test_dataset_page_without_the_data_says_what_worst_cases_need(app_model, tmp_path, monkeypatch):
+    """A fresh clone (no RSNA data): the worst-case gallery says what it needs and shows the bundled samples."""
+    monkeypatch.setenv("BONEAGE_DATA", str(tmp_path / "absent"))
+    at = page("pages/dataset.py").run()
+    no_exception(at)
+    assert not errors(at)
+    assert any(i.value == ui.WORST_CASES_NEED for i in at.info)
+    caps = [c for img in at.image for c in img.captions if c]
+    assert sum("reader" in c for c in caps) == len(ui.samples()) > 0

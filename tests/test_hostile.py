@@ -414,3 +414,14 @@ def test_pydicom_remarks_are_collected_as_warnings():
     got = _summarise_notes(notes)
     assert got[:3] == [f"DICOM reader: remark {i} second line" for i in range(3)]
     assert got[3] == "DICOM reader: 2 more remarks"
+
+
+@pytest.mark.parametrize("kw, words", [({"workers": 0}, "workers (--workers)"), ({"queue": -1}, "queue (--queue)"),
+                                       ({"tta": 0}, "tta (--tta)"), ({"max_upload_bytes": MAX_BYTES + 1}, "max_upload_bytes")])
+def test_serve_config_validated(kw, words):
+    from boneage.checks import ParameterError
+    from boneage.serve import ServeConfig
+
+    with pytest.raises(ParameterError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        ServeConfig(**kw)
+    assert ServeConfig().max_upload_bytes == MAX_BYTES  # the service, the app and the loader agree

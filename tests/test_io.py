@@ -343,16 +343,16 @@ def test_file_over_100mb_refused_before_reading(tmp_path: Path):
     p = tmp_path / "huge.png"
     with open(p, "wb") as f:
         f.write(png_bytes(ramp()))
-        f.truncate(101 * 2**20)  # sparse: no real disk use
+        f.truncate(101 * 10**6)  # sparse: no real disk use
     t = time.perf_counter()
-    expect_error(p, "huge.png", "101 MB", f"{MAX_BYTES // 2**20} MB")
+    expect_error(p, "huge.png", "101 MB", f"{MAX_BYTES // 10**6} MB")
     assert time.perf_counter() - t < 0.5
 
 
 class _Upload(io.BytesIO):
     """Stands in for Streamlit's UploadedFile, which knows its size before reading."""
 
-    size = 150 * 2**20
+    size = 150 * 10**6
 
 
 def test_upload_over_100mb_refused_by_size_attribute():
@@ -362,7 +362,7 @@ def test_upload_over_100mb_refused_by_size_attribute():
 def test_open_file_over_100mb_refused_before_reading(tmp_path: Path):
     p = tmp_path / "huge.dcm"
     with open(p, "wb") as f:
-        f.truncate(120 * 2**20)
+        f.truncate(120 * 10**6)
     with open(p, "rb") as f:
         t = time.perf_counter()
         expect_error(f, "huge.dcm", "120 MB")

@@ -16,9 +16,10 @@ All real work is done by the rest of ``boneage``.
 """
 from __future__ import annotations
 
-from .dataset_page import confined_folder, data_roots, default_image_dirs, default_predictions_path, find_case_image
+from .dataset_page import (WORST_CASES_NEED, confined_folder, data_roots, default_image_dirs, default_predictions_path,
+                           find_case_image, shared_data_present, show_bundled_samples)
 from .errors import friendly_message, guard
-from .home_page import ATTRIBUTION, page_link, sample_gallery
+from .home_page import ATTRIBUTION, Accuracy, accuracy, page_link, sample_gallery
 from .images import DISPLAY_MAX_SIDE, downscale, safe_thumbnail, thumbnail
 from .inputs import (AGE_DATES, AGE_DIRECT, AGE_NONE, SAMPLE_MODE, UPLOAD_HELP, UPLOAD_MODE, ClinicalInputs, Sample,
                      clinical_inputs, image_source, sample_source, samples)
@@ -30,7 +31,7 @@ from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, mode
                     start_model_load)
 
 __all__ = [
-    "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
+    "WORST_CASES_NEED", "shared_data_present", "show_bundled_samples", "Accuracy", "accuracy", "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
     "UPLOAD_MODE", "ClinicalInputs", "Sample", "Source", "architecture_summary", "clinical_inputs",
     "confined_folder", "data_roots", "default_image_dirs", "default_predictions_path", "digest", "downscale", "find_case_image", "friendly_message",
     "get_predictor", "guard", "image_source", "load", "model_dir", "model_files", "model_identity", "model_meta",

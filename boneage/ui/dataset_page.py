@@ -62,3 +62,34 @@ def find_case_image(folder: str | Path, image_id: str) -> Path | None:
         if p is not None:
             return p
     return None
+
+
+WORST_CASES_NEED = (
+    "The worst-case gallery shows the radiographs behind the largest errors, so it needs the images the predictions "
+    "came from. The model's validation predictions are RSNA thumbnails (`train-100px/`), which a fresh clone does not "
+    "include: put the RSNA data in `../shared/data/rsna-bone-age` (or point `BONEAGE_DATA` at it) and reload, or set "
+    "the image folder above. For images you have, upload a CSV from `boneage evaluate --data FOLDER --out out/mine.csv`.")
+
+
+def shared_data_present() -> bool:
+    """Whether the full RSNA data (its thumbnails) is where the app looks for it."""
+    return (shared_data_dir() / "train-100px").is_dir()
+
+
+def show_bundled_samples() -> None:
+    """The demo radiographs that ship with boneage, with the reader's bone age: what there is without the data."""
+    import streamlit as st
+
+    from ..vocab import format_age, sex_word
+    from .images import thumbnail
+    from .inputs import samples
+
+    ss = samples()
+    if not ss:
+        return
+    st.markdown("Meanwhile, these are the radiographs bundled with boneage (the Home page reads any of them in one "
+                "click; `boneage evaluate --data samples --out out/samples.csv` reads them all):")
+    cols = st.columns(len(ss))
+    for col, s in zip(cols, ss):
+        col.image(thumbnail(s.path), width="stretch",
+                  caption=f"#{s.id} · {sex_word(s.sex)} · reader {format_age(s.boneage_months)}")

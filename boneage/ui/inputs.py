@@ -81,7 +81,7 @@ def image_source(key: str, *, allow_upload: bool = True) -> Source | None:
         return Source(data, up.name, digest(data))
     ss = samples()
     if not ss:
-        st.info("No sample radiographs are bundled with this installation.")
+        st.info("No sample radiographs are bundled with this installation (`samples/` is missing): upload one instead.")
         return None
     by_id = {s.id: s for s in ss}
     if st.session_state.get(f"{key}_sample") not in by_id:

@@ -97,17 +97,19 @@ def show_prediction(pred, src: Source, *, patient_id: str | None = None, accessi
     from ..charts import growth_chart
 
     st.subheader("Result")
-    cols = st.columns(4)
-    cols[0].metric("Bone age", f"{pred.bone_age_months:.1f} months")
-    cols[1].metric("In years and months", pred.bone_age_years_text)
-    cols[2].metric("Uncertainty (1 SD)", f"± {pred.uncertainty_months:.1f} months",
+    # Three columns, years and months under the bone age: four metrics cut "191.0 months" and "± 15.1 months"
+    # short at a 1400-pixel window (seen in the browser screenshots).
+    cols = st.columns(3)
+    cols[0].metric("Bone age", f"{pred.bone_age_months:.1f} months", pred.bone_age_years_text, delta_color="off",
+                   delta_arrow="off")
+    cols[1].metric("Uncertainty (1 SD)", f"± {pred.uncertainty_months:.1f} months",
                    help="Validation residual SD combined with the spread over test-time augmentation.")
     if src.sample is not None:
         diff = pred.bone_age_months - src.sample.boneage_months
-        cols[3].metric("Reader's bone age", f"{src.sample.boneage_months:.0f} months", f"{diff:+.1f} months (model − reader)",
+        cols[2].metric("Reader's bone age", f"{src.sample.boneage_months:.0f} months", f"{diff:+.1f} months (model − reader)",
                        delta_color="off")
     else:
-        cols[3].metric("Sex", sex_label(pred.sex).capitalize())
+        cols[2].metric("Sex", sex_label(pred.sex).capitalize())
 
     if pred.warnings:
         for w in pred.warnings:
