@@ -92,11 +92,12 @@ def annotated_overlay(pred) -> np.ndarray:
     scale = max(0.5, w / 900.0)
     thick = max(1, int(round(scale * 1.6)))
     line_h = int(34 * scale)
-    ci = getattr(pred, "interval_90_months", None)
-    if ci is not None:
-        spread = f"90% interval {ci[0]:.0f}-{ci[1]:.0f} months"
-    else:
-        spread = f"+/- {pred.uncertainty_months:.1f} months (1 SD)"
+    spread = f"+/- {pred.uncertainty_months:.1f} months (1 SD)"
+    try:  # a calibrated 90 % interval (low, high), where the Prediction carries one
+        lo, hi = (float(v) for v in getattr(pred, "interval_90_months", None))
+        spread = f"90% interval {lo:.0f}-{hi:.0f} months"
+    except (TypeError, ValueError):
+        pass
     lines = [
         (f"Bone age {pred.bone_age_years_text} ({pred.bone_age_months:.1f} months), {spread}", (255, 255, 255)),
         (f"Sex {pred.sex} | model {pred.model_version} | boneage {__version__} | Greulich-Pyle scale", (200, 200, 200)),
