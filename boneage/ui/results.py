@@ -51,7 +51,9 @@ class LiveResult:
     (``MediaFileStorageError: Deferred file … not found``). Now every download is a callable
     that reads this holder: a rerun marks it stale as soon as it starts (:meth:`begin`) and the
     callable waits until the run has published the result it shows (:meth:`publish`), so the
-    JSON, CSV and PDF are built from the very object on screen.
+    JSON, CSV and PDF are built from the very object on screen. Not enough yet: when the click's
+    request reaches the server before the typed value's rerun has begun, the previous result is
+    still served (tests/test_browser.py records it as a strict xfail).
     """
 
     def __init__(self) -> None:
