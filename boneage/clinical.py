@@ -369,16 +369,18 @@ def format_percentile(p: float) -> str:
     return f"{p:.1f}"
 
 
-def _check_height(height_cm: float, what: str = "height") -> float:
+def _check_height(height_cm: float, what: str = "height", *, lo: float = MIN_HEIGHT_CM,
+                  hi: float = MAX_HEIGHT_CM, whose: str = "a child") -> float:
+    """A height in cm: a finite positive number within [lo, hi] (children's or parents' bounds)."""
     if height_cm is None or isinstance(height_cm, bool) or not isinstance(height_cm, (int, float)) \
             or not math.isfinite(height_cm):
         raise ClinicalInputError(f"{what} must be a number of centimetres, got {height_cm!r}")
     if height_cm <= 0:
         raise ClinicalInputError(f"{what} must be positive, got {height_cm:g} cm")
-    if not MIN_HEIGHT_CM <= height_cm <= MAX_HEIGHT_CM:
+    if not lo <= height_cm <= hi:
         raise ClinicalInputError(
-            f"{what} {height_cm:g} cm is not plausible for a child (expected "
-            f"{MIN_HEIGHT_CM:g}-{MAX_HEIGHT_CM:g} cm; was it entered in mm or inches?)")
+            f"{what} {height_cm:g} cm is not plausible for {whose} (expected "
+            f"{lo:g}-{hi:g} cm; was it entered in mm or inches?)")
     return float(height_cm)
 
 
@@ -446,17 +448,8 @@ def bayley_pinneau(height_cm: float | None, bone_age_months: float,
 
 # ----------------------------------------------------- mid-parental target
 def _check_parent_height(height_cm: float, who: str) -> float:
-    what = f"{who}'s height"
-    if height_cm is None or isinstance(height_cm, bool) or not isinstance(height_cm, (int, float)) \
-            or not math.isfinite(height_cm):
-        raise ClinicalInputError(f"{what} must be a number of centimetres, got {height_cm!r}")
-    if height_cm <= 0:
-        raise ClinicalInputError(f"{what} must be positive, got {height_cm:g} cm")
-    if not MIN_PARENT_HEIGHT_CM <= height_cm <= MAX_PARENT_HEIGHT_CM:
-        raise ClinicalInputError(
-            f"{what} {height_cm:g} cm is not plausible for an adult (expected "
-            f"{MIN_PARENT_HEIGHT_CM:g}-{MAX_PARENT_HEIGHT_CM:g} cm; was it entered in mm or inches?)")
-    return float(height_cm)
+    return _check_height(height_cm, f"{who}'s height", lo=MIN_PARENT_HEIGHT_CM, hi=MAX_PARENT_HEIGHT_CM,
+                         whose="an adult")
 
 
 @dataclass(frozen=True)
