@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # card_uncertainty beside this script, also when loaded by a test
 from boneage import benchmarks, bundle  # noqa: E402
+from boneage.paths import MODELS_DIR  # noqa: E402
+from card_uncertainty import section as uncertainty_section  # noqa: E402  acceptance rates, interval coverage
 
 
 def sha256(p: Path) -> str:
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
     if a.from_card:
         d = Path(a.from_card)
         card, meta = json.loads((d / "card.json").read_text()), bundle.read_meta(d).to_dict()
-        (d / "README.md").write_text(render_readme(card, meta))
+        (d / "README.md").write_text(render_readme(card, meta, d))
         print(f"wrote {d}/README.md from {d}/card.json")
         return 0
     run, out = Path(a.run), Path(a.out)
@@ -175,12 +178,12 @@ def main(argv=None) -> int:
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2))
-    (out / "README.md").write_text(render_readme(card, meta))
+    (out / "README.md").write_text(render_readme(card, meta, out))
     print(f"wrote {out}/card.json and {out}/README.md")
     return 0
 
 
-def render_readme(card: dict, meta: dict) -> str:
+def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str:
     """The model card as Markdown, from card.json and meta.json (every figure comes from them)."""
     train_m = card["validation_thumbnails_no_tta"]
     val_e, hires_e = card.get("validation_thumbnails_full_path_tta"), card.get("hires_40_full_size_path")
@@ -261,9 +264,7 @@ def render_readme(card: dict, meta: dict) -> str:
           f"- validation residual SD: {meta.get('val_residual_sd_months', 0):.2f} months"]
     if card.get("benchmarks"):
         L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
-    from card_uncertainty import section as uncertainty_section  # acceptance rates and interval coverage
-
-    L += ["", *uncertainty_section(out)]
+    L += ["", *uncertainty_section(bundle_dir or MODELS_DIR)]
     L += ["", "## Files", f"- `{bundle.MODEL_FILE}` sha256 `{card['sha256'][bundle.MODEL_FILE]}`",
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
           "- `card.json`: this card as data; `history.csv`: training curves; `val_predictions.csv`: validation predictions",
