@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boneage.paths import FIXTURES_DIR, shared_data_dir
+from boneage.paths import FIXTURES_DIR, MODELS_DIR, shared_data_dir
 
 HIRES_PATHS = sorted((FIXTURES_DIR / "hires").glob("*.png"))  # 8 segmented left hands, ~800×1040
 THUMB_PATHS = sorted((FIXTURES_DIR / "thumbs").glob("*.png"))  # 64 raw 100×100 thumbnails
@@ -60,3 +60,13 @@ def dicom_from(path: Path, **attrs) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    """The shipped model, loaded once per test module (skips when the bundle is absent)."""
+    from boneage.predict import Predictor
+
+    if not (MODELS_DIR / "model.keras").is_file():
+        pytest.skip("no shipped model")
+    return Predictor.load(MODELS_DIR)

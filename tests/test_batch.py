@@ -8,20 +8,10 @@ from pathlib import Path
 import pytest
 
 from boneage.batch import COLUMNS, BatchError, done_files, expand_inputs, score
-from boneage.paths import MODELS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 HIRES = sorted((REPO / "tests" / "fixtures" / "hires").glob("*.png"))
 THUMBS = sorted((REPO / "tests" / "fixtures" / "thumbs").glob("*.png"))
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    from boneage.predict import Predictor
-
-    if not (MODELS_DIR / "model.keras").is_file():
-        pytest.skip("no shipped model")
-    return Predictor.load(MODELS_DIR)
 
 
 @pytest.fixture()

@@ -12,7 +12,6 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from boneage.paths import MODELS_DIR
 from test_io import dicom_bytes, make_dicom
 
 pytest.importorskip("highdicom")
@@ -21,15 +20,6 @@ REPO = Path(__file__).resolve().parent.parent
 HIRES = REPO / "tests" / "fixtures" / "hires" / "1437.png"
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    from boneage.predict import Predictor
-
-    if not (MODELS_DIR / "model.keras").is_file():
-        pytest.skip("no shipped model")
-    return Predictor.load(MODELS_DIR)
 
 
 @pytest.fixture(scope="module")

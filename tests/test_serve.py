@@ -11,21 +11,11 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from boneage.paths import MODELS_DIR  # noqa: E402
 from boneage.serve import ServeConfig, build_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 HIRES = sorted((REPO / "tests" / "fixtures" / "hires").glob("*.png"))
 THUMBS = sorted((REPO / "tests" / "fixtures" / "thumbs").glob("*.png"))
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    from boneage.predict import Predictor
-
-    if not (MODELS_DIR / "model.keras").is_file():
-        pytest.skip("no shipped model")
-    return Predictor.load(MODELS_DIR)
 
 
 @pytest.fixture(scope="module")
