@@ -128,20 +128,25 @@ class Prepared:
     """Model inputs for a labelled set, aligned with ``labels`` row by row."""
 
     images: np.ndarray  # uint8 (N, H, W)
-    labels: pd.DataFrame  # id, boneage_months, male, ok, error, hand_found, laterality
+    labels: pd.DataFrame  # id, boneage_months, male, ok, error, hand_found, laterality, rotation_deg, mask_method
 
 
-def _prepare_one(args) -> tuple[np.ndarray | None, str, bool, str]:
+# What the cache keeps of each image's pipeline run (a localisation sweep reads them: scripts/localisation_sweep.py).
+_NO_RUN = {"hand_found": False, "laterality": "unknown", "rotation_deg": float("nan"), "mask_method": ""}
+
+
+def _prepare_one(args) -> tuple[np.ndarray | None, str, dict]:
     path, params_d = args
     params = PipelineParams.from_dict(params_d)
     try:
         img = load_image(path).pixels
         res = run_pipeline(img, params)
-        return res.stages["model_input"], "", res.hand_found, res.laterality
+        return res.stages["model_input"], "", {"hand_found": res.hand_found, "laterality": res.laterality,
+                                               "rotation_deg": round(res.rotation_deg, 2), "mask_method": res.mask_method}
     except ImageError as e:
-        return None, str(e), False, "unknown"
+        return None, str(e), dict(_NO_RUN)
     except Exception as e:  # noqa: BLE001 - one bad file must not stop a 10k-image cache build
-        return None, f"{Path(path).name}: pipeline failed ({e.__class__.__name__}: {e})", False, "unknown"
+        return None, f"{Path(path).name}: pipeline failed ({e.__class__.__name__}: {e})", dict(_NO_RUN)
 
 
 def cache_key(data_dir: Path, params: PipelineParams, ids: list[str]) -> str:
@@ -207,16 +212,18 @@ def build_cache(
     it = iter(results)
     h, w = params.model_height, params.model_width
     images = np.zeros((len(ids), h, w), np.uint8)
-    ok, err, hand, lat = [], [], [], []
+    ok, err, runs = [], [], []
     for k, p in enumerate(paths):
         if p is None:
-            ok.append(False), err.append(f"{ids[k]}: image file not found in {folder}"), hand.append(False), lat.append("unknown")
+            ok.append(False), err.append(f"{ids[k]}: image file not found in {folder}"), runs.append(dict(_NO_RUN))
             continue
-        arr, e, hf, la = next(it)
+        arr, e, run = next(it)
         if arr is not None:
             images[k] = arr
-        ok.append(arr is not None), err.append(e), hand.append(hf), lat.append(la)
+        ok.append(arr is not None), err.append(e), runs.append(run)
     lab = df.copy()
-    lab["ok"], lab["error"], lab["hand_found"], lab["laterality"] = ok, err, hand, lat
+    lab["ok"], lab["error"] = ok, err
+    for col in _NO_RUN:
+        lab[col] = [r[col] for r in runs]
     np.savez(cpath, images=images, labels=np.array(lab.to_json()))
     return Prepared(images=images, labels=lab)

@@ -51,6 +51,7 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     augment_strength: float = 1.0  # scales every augmentation range (see boneage.augment.augmenter)
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship the moving average of the weights
+    age_balance: float = 0.0  # loss weight ∝ (share of the 1-year age bin)^-age_balance; 0 = plain MAE (see age_weights)
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     pretrained: bool = True
@@ -86,6 +87,7 @@ class TrainConfig:
         c.augment_strength = check_float(c.augment_strength, "augment_strength", lo=0.0, hi=10.0,
                                          flag="--augment-strength")
         c.ema_momentum = check_float(c.ema_momentum, "ema_momentum", lo=0.0, hi=1.0, hi_open=True, flag="--ema")
+        c.age_balance = check_float(c.age_balance, "age_balance", lo=0.0, hi=1.0, flag="--age-balance")
         c.weight_decay = check_float(c.weight_decay, "weight_decay", lo=0.0, hi=1.0)
         c.val_fraction = check_float(c.val_fraction, "val_fraction", lo=0.0, lo_open=True, hi=1.0, hi_open=True,
                                      flag="--val-fraction")
@@ -131,29 +133,54 @@ def get_strategy(name: str):
     raise TrainError(f"unknown --strategy {name!r} ({', '.join(STRATEGIES)})")
 
 
+def age_weights(y_months: np.ndarray, alpha: float, bin_months: float = 12.0, max_weight: float = 5.0) -> np.ndarray:
+    """Per-image loss weights that lift the thin ends of the age range; mean 1.
+
+    Trained with plain MAE the model regresses to the mean: on the shipped model's validation
+    predictions the bias was +9.7 months under 5 years, +5.6 at 5–10, +0.1 at 10–15 and −14.3
+    at 15–20 (those bands hold 6 %, 27 %, 58 % and 9 % of the images). Weighting each image by
+    its 1-year bin's share to the power −``alpha`` (``alpha`` 0 = plain, 1 = every bin counts
+    equally) makes errors at the ends cost more; capped at ``max_weight`` so a bin of a handful
+    of images cannot dominate. A post-hoc de-biasing instead (inverting a fit of prediction on
+    true age, cross-fitted) flattened the band biases but cost 0.9 months of MAE.
+    """
+    y = np.asarray(y_months, float)
+    if alpha <= 0 or y.size == 0:
+        return np.ones_like(y)
+    bins = np.floor(y / bin_months).astype(int)
+    _, inv, counts = np.unique(bins, return_inverse=True, return_counts=True)
+    w = (counts[inv] / y.size) ** (-alpha)
+    w = np.minimum(w / w.mean(), max_weight)
+    return w / w.mean()
+
+
 def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int = 0,
-                 augment_strength: float = 1.0):
-    """``tf.data`` over the cached model inputs; augmentation per batch when training."""
+                 augment_strength: float = 1.0, weights: np.ndarray | None = None):
+    """``tf.data`` over the cached model inputs; augmentation per batch when training.
+
+    ``weights`` (training only): per-image loss weights, e.g. :func:`age_weights`.
+    """
     import tensorflow as tf
 
     from .augment import augmenter
 
-    ds = tf.data.Dataset.from_tensor_slices(
-        ({"image": images_u8[..., None], "male": male.astype("float32")[:, None]}, y.astype("float32")[:, None])
-    )
+    parts = ({"image": images_u8[..., None], "male": male.astype("float32")[:, None]}, y.astype("float32")[:, None])
+    if weights is not None:
+        parts = parts + (np.asarray(weights, "float32")[:, None],)
+    ds = tf.data.Dataset.from_tensor_slices(parts)
     if training:
         ds = ds.shuffle(len(images_u8), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=False)
 
-    def to_float(x, t):
-        return {"image": tf.cast(x["image"], tf.float32) / 255.0, "male": x["male"]}, t
+    def to_float(x, *rest):
+        return ({"image": tf.cast(x["image"], tf.float32) / 255.0, "male": x["male"]}, *rest)
 
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         aug = augmenter(seed, strength=augment_strength)
 
-        def augment(x, t):
-            return {"image": aug(x["image"], training=True), "male": x["male"]}, t
+        def augment(x, *rest):
+            return ({"image": aug(x["image"], training=True), "male": x["male"]}, *rest)
 
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -267,8 +294,9 @@ def _prepare(cfg: TrainConfig, log) -> _Prepared:
 
 def _datasets(cfg: TrainConfig, data: _Prepared) -> tuple:
     """(training, validation) ``tf.data`` pipelines over the cached inputs."""
+    w = age_weights(data.y_train, cfg.age_balance) if cfg.age_balance > 0 else None
     ds_tr = make_dataset(data.x_train, data.male_train, data.y_train, batch_size=cfg.batch_size, training=True,
-                         seed=cfg.seed, augment_strength=cfg.augment_strength)
+                         seed=cfg.seed, augment_strength=cfg.augment_strength, weights=w)
     ds_va = make_dataset(data.x_val, data.male_val, data.y_val, batch_size=cfg.batch_size, training=False)
     return ds_tr, ds_va
 
