@@ -264,6 +264,7 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
           f"- validation residual SD: {meta.get('val_residual_sd_months', 0):.2f} months"]
     if card.get("benchmarks"):
         L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
+    L += ["", *localisation_section(bundle_dir or MODELS_DIR), "", *ablation_section(bundle_dir or MODELS_DIR)]
     L += ["", *uncertainty_section(bundle_dir or MODELS_DIR)]
     L += ["", "## Files", f"- `{bundle.MODEL_FILE}` sha256 `{card['sha256'][bundle.MODEL_FILE]}`",
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
@@ -272,6 +273,44 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
           "Errors of 1–2 years occur. The model has seen only one hospital system's children, only thumbnails, and one reader's "
           "labels. Never use it to diagnose or to decide treatment."]
     return "\n".join(L) + "\n"
+
+
+def localisation_section(d: Path) -> list[str]:
+    """Share of plausible hand masks (``scripts/localisation_sweep.py`` → ``localisation.json``)."""
+    loc = _load(str(d / "localisation.json"))
+    if not loc:
+        return []
+    L = ["## Hand localisation (measured)",
+         f"Pipeline version {loc['pipeline_version']}: a mask is *plausible* when a hand was found and alignment turned it by "
+         f"at most {loc['max_turn_deg']:.0f}° (RSNA films are taken fingers up). `python scripts/localisation_sweep.py`.", "",
+         "| images | n | plausible | no hand | turned > 30° |", "|---|---|---|---|---|"]
+    for key, label in (("thumbnails", "all thumbnails"), ("thumbnails_ids_below_5000", "thumbnails, ids below 5000 (film-heavy)"),
+                       ("hires", "full-size `hires`"), ("unlabelled_films", "raw films (`unlabelled-radiographs`)")):
+        v = loc.get(key)
+        if v:
+            L.append(f"| {label} | {v['n']} | {v['plausible']:.1%} | {v['no_hand']} | {v['turned_over_30_deg']} |")
+    m = loc["thumbnails"]["mask_methods"]
+    L += ["", "Which mask won on the thumbnails: " + "; ".join(f"{k} {n}" for k, n in m.items()) + "."]
+    return L
+
+
+def ablation_section(d: Path) -> list[str]:
+    """One row per lever (``scripts/ablation.py`` → ``ablation.json``)."""
+    ab = _load(str(d / "ablation.json"))
+    if not ab:
+        return []
+    rows = ab["rows"]
+    bands = list(rows[0]["bias_by_band"])
+    L = ["## Ablation (measured)", f"{ab['measured_on'].capitalize()}; months. `python scripts/ablation.py` (see its docstring).", "",
+         "| change | pipeline | MAE | RMSE | bias | " + " | ".join(f"bias {b}" for b in bands) + " | training cost |",
+         "|---|---|---|---|---|" + "---|" * len(bands) + "---|"]
+    for r in rows:
+        L.append(f"| {r['row']} | v{r['pipeline_version']} | {r['mae']:.2f} | {r['rmse']:.2f} | {r['bias']:+.2f} | "
+                 + " | ".join("" if r["bias_by_band"].get(b) is None else f"{r['bias_by_band'][b]:+.1f}" for b in bands)
+                 + f" | {r['training_cost']} |")
+    if ab.get("note"):
+        L += ["", ab["note"]]
+    return L
 
 
 if __name__ == "__main__":
