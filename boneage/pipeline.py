@@ -49,7 +49,7 @@ STAGE_NOTES = {
     "denoised": "Noise suppressed before contrast enhancement.",
     "clahe": "CLAHE: local contrast enhancement (clip limit, tile grid).",
     "threshold": "Foreground threshold (mean or Otsu).",
-    "mask": "Hand mask: the largest region, filled.",
+    "mask": "Hand mask: the largest region, filled — or, when that is not clearly a hand (a film, a frame, a gradient), the most hand-shaped of the other candidates.",
     "aligned": "Rotated so the middle finger points straight up.",
     "aligned_mask": "The mask after alignment (and mirroring).",
     "canonical": "Standard view: a left hand, fingers up.",
