@@ -324,9 +324,6 @@ def _pdf_text(path: Path) -> str:
     return " ".join(p.extract_text() for p in PdfReader(str(path)).pages)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 10, item 6, not yet fixed): a download clicked while the "
-                   "typed height is still uncommitted is served before the rerun starts, so the PDF carries the "
-                   "previous height (measured 2026-11-27: 140.0 cm instead of 152.5 cm)")
 def test_downloads_equal_the_screen_when_clicked_right_after_typing(server, page, tmp_path):
     """Issue 10: type a new height and click "Download PDF report" at once: the PDF (and JSON) carry
     the new height — built from the result the page shows, at the moment of the click."""
