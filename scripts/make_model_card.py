@@ -91,6 +91,8 @@ def _phases(run: Path) -> list[tuple[Path, dict]]:
         c = json.loads((src / "config.json").read_text())
         chain.insert(0, (src, c))
         src = Path(c["init_from"]) if c.get("init_from") else None
+        if src is not None and src.is_file():  # --init-from RUN/best.weights.h5: that run
+            src = src.parent
     return chain
 
 
@@ -106,6 +108,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", help="bench/predict.py --json output")
     ap.add_argument("--bench-pipeline", help="bench/pipeline.py --json output")
     ap.add_argument("--latency", help="tests/test_browser.py latency JSON (upload to result in the app)")
+    ap.add_argument("--prior-card", help="card.json of the model the run was fine-tuned from, when its runs are gone: "
+                                         "its phases and commands come first")
     a = ap.parse_args(argv)
     if a.from_card:
         d = Path(a.from_card)
@@ -175,6 +179,10 @@ def main(argv=None) -> int:
                           "learning_rate": c.get("learning_rate"), "augment_strength": c.get("augment_strength", 1.0),
                           "ema_momentum": c.get("ema_momentum", 0.0),
                           "pipeline_version": (_load(str(bundle.Bundle(src).meta_file)) or {}).get("pipeline_version")})
+    prior = _load(a.prior_card)
+    if prior:
+        card["training"]["command"] = prior["training"]["command"] + card["training"]["command"]
+        phases = prior["training"]["phases"] + phases
     card["training"]["phases"] = phases
     card["training"]["total_train_minutes"] = round(sum(p["train_seconds"] or 0 for p in phases) / 60, 1)
     (out / "card.json").write_text(json.dumps(card, indent=2))
