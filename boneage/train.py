@@ -377,6 +377,7 @@ def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, 
 
     from .metrics import summarise
     from .model import load_model
+    from .pipeline import PIPELINE_VERSION
 
     run = bundle.Bundle(out)
     model.save(run.model_file)
@@ -397,7 +398,7 @@ def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, 
     })
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     bundle.write_meta(run, bundle.new_meta(
-        model_version=f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-{time.strftime('%Y%m%d')}",
+        model_version=f"{cfg.backbone}-{cfg.image_height}x{cfg.image_width}-p{PIPELINE_VERSION}-{time.strftime('%Y%m%d')}",
         backbone=cfg.backbone, trainable_fraction=cfg.trainable_fraction, image_height=cfg.image_height,
         image_width=cfg.image_width, pipeline=data.params, label_mean_months=float(data.y_train.mean()),
         label_sd_months=float(data.y_train.std()), val_residual_sd_months=float(np.std(pred - data.y_val)),
