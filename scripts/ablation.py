@@ -80,7 +80,7 @@ def main() -> int:
     ap.add_argument("--keep", type=int, default=1)
     ap.add_argument("--out", default=str(REPO_ROOT / "models/ablation.json"))
     a = ap.parse_args()
-    costs = dict(c.split("=", 1) for c in a.cost)
+    costs = dict(c.rsplit("=", 1) for c in a.cost)  # the last "=": a row's name may hold one
     params = PipelineParams.from_dict(json.loads((REPO_ROOT / "models/meta.json").read_text()).get("pipeline"))
     prep = build_cache(a.data, params)
     lab = prep.labels

@@ -309,7 +309,7 @@ def ablation_section(d: Path) -> list[str]:
         return []
     rows = ab["rows"]
     bands = list(rows[0]["bias_by_band"])
-    L = ["## Ablation (measured)", f"{ab['measured_on'].capitalize()}; months. `python scripts/ablation.py` (see its docstring).", "",
+    L = ["## Ablation (measured)", f"{ab['measured_on'][:1].upper() + ab['measured_on'][1:]}; months. `python scripts/ablation.py` (see its docstring).", "",
          "| change | pipeline | MAE | RMSE | bias | " + " | ".join(f"bias {b}" for b in bands) + " | training cost |",
          "|---|---|---|---|---|" + "---|" * len(bands) + "---|"]
     for r in rows:
