@@ -155,7 +155,10 @@ def flattened(enh: np.ndarray, binary: np.ndarray) -> np.ndarray | None:
     x = np.arange(w, dtype=np.float32) * (coef[0] / step)
     y = np.arange(h, dtype=np.float32) * (coef[1] / step) + coef[2]
     resid = enh.astype(np.float32) - y[:, None] - x[None, :]
-    t = float(resid.mean()) + 0.5 * float(resid.std())
+    sd = float(resid.std())
+    if sd < 2.0:  # flat once the plane is gone (a blank or white image): rounding noise is no foreground
+        return None
+    t = float(resid.mean()) + 0.5 * sd
     return ((resid > t) * 255).astype(np.uint8)
 
 
