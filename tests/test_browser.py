@@ -83,6 +83,11 @@ def server(app_model, tmp_path_factory):  # noqa: F811
     except subprocess.TimeoutExpired:
         proc.kill()
     text = log.read_text(errors="replace")
+    # The one known server-side error (issue 10, item 6, see the xfail below): a download whose deferred
+    # file a finished rerun has dropped. Its traceback is cut out; any other traceback still fails.
+    known = re.compile(r"[^\n]*Error executing deferred callable[^\n]*\nTraceback.*?MediaFileStorageError: "
+                       r"Deferred file \S+ not found\n?", re.S)
+    text = known.sub("", text)
     assert "Traceback" not in text, text[-3000:]  # no unexpected error, even one the pages caught
 
 
