@@ -79,14 +79,24 @@ def hand_shape(mask: np.ndarray) -> HandShape:
     return HandShape(valleys, solidity, rect_fill, _sides_touched(mask))
 
 
-def _sides_touched(mask: np.ndarray, band: float = 0.01, run: float = 0.3) -> int:
+# Unit directions (dx, dy) of the image sides, y growing downwards: top, bottom, left, right.
+SIDES = ((0.0, -1.0), (0.0, 1.0), (-1.0, 0.0), (1.0, 0.0))
+
+
+def side_runs(mask: np.ndarray, band: float = 0.01) -> dict[tuple[float, float], float]:
+    """For each image side (:data:`SIDES`), the share of its length the mask touches within ``band``."""
     h, w = mask.shape
     b = max(1, int(band * min(h, w)))
-    sides = (mask[:b].any(axis=0), mask[-b:].any(axis=0), mask[:, :b].any(axis=1), mask[:, -b:].any(axis=1))
-    return int(sum(float(s.mean()) > run for s in sides))
+    runs = (mask[:b].any(axis=0), mask[-b:].any(axis=0), mask[:, :b].any(axis=1), mask[:, -b:].any(axis=1))
+    return {side: float(r.mean()) for side, r in zip(SIDES, runs)}
 
 
-def _largest_filled(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _sides_touched(mask: np.ndarray, band: float = 0.01, run: float = 0.3) -> int:
+    return int(sum(v > run for v in side_runs(mask, band).values()))
+
+
+def largest_filled(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The largest external contour of a binary image, filled, and the contour (None when empty)."""
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     mask = np.zeros_like(binary)
     if not contours:
@@ -113,13 +123,13 @@ def detach_thin(binary: np.ndarray, frac: float = 0.025, work: int = 4) -> tuple
     # Zeros beyond the edges: OpenCV's default border counts as foreground for the erosion, which
     # kept a film edge lying along the image border (10079, 7498 in RSNA) whole.
     opened = cv2.morphologyEx(small, cv2.MORPH_OPEN, se, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    core, _ = _largest_filled(opened)
+    core, _ = largest_filled(opened)
     if not core.any():
         return np.zeros_like(binary), None
     r = max(3, (k // 2) | 1)  # restore within half the cut's width: fingertips back, a line along the hand not
     near = cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r, r)))
     near = cv2.resize(near, (w, h), interpolation=cv2.INTER_NEAREST)
-    return _largest_filled(cv2.bitwise_and(binary, near))
+    return largest_filled(cv2.bitwise_and(binary, near))
 
 
 def inside_rectangle(enh: np.ndarray, mask: np.ndarray, erode: float = 0.03) -> np.ndarray | None:
@@ -173,6 +183,6 @@ def candidates(enh: np.ndarray, binary: np.ndarray, first: tuple[np.ndarray, np.
         if m.any() and hand_shape(m).rect_fill >= 0.85:
             inner = inside_rectangle(enh, m)
             if inner is not None and inner.any():
-                out.append((f"inside the film ({name})", *_largest_filled(inner)))
+                out.append((f"inside the film ({name})", *largest_filled(inner)))
                 out.append((f"inside the film ({name}), thin lines cut", *detach_thin(inner)))
     return out

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .localise import candidates as mask_candidates
-from .localise import detach_thin, hand_shape
+from .localise import detach_thin, hand_shape, largest_filled, side_runs
 
 # Stage names, in the order they are produced (``NN_<name>.png`` in the CLI).
 STAGES = (
@@ -325,13 +325,7 @@ def largest_contour_mask(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
     h, w = binary.shape
     k = max(3, int(round(min(h, w) / 200)) | 1)
     opened = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    contours, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    mask = np.zeros_like(binary)
-    if not contours:
-        return mask, None
-    c = max(contours, key=cv2.contourArea)
-    cv2.drawContours(mask, [c], -1, 255, thickness=cv2.FILLED)
-    return mask, c
+    return largest_filled(opened)
 
 
 def hand_plausibility(mask: np.ndarray, contour: np.ndarray | None, binary: np.ndarray | None = None) -> str | None:
@@ -491,11 +485,7 @@ def wrist_down(mask: np.ndarray, turn: float) -> float:
 
 def wrist_side(mask: np.ndarray) -> tuple[float, float] | None:
     """Unit direction ``(dx, dy)`` of the one image side the forearm leaves through, or None."""
-    h, w = mask.shape
-    b = max(1, int(0.01 * min(h, w)))
-    runs = {(0.0, -1.0): float(mask[:b].any(axis=0).mean()), (0.0, 1.0): float(mask[-b:].any(axis=0).mean()),
-            (-1.0, 0.0): float(mask[:, :b].any(axis=1).mean()), (1.0, 0.0): float(mask[:, -b:].any(axis=1).mean())}
-    ordered = sorted(runs.items(), key=lambda kv: -kv[1])
+    ordered = sorted(side_runs(mask).items(), key=lambda kv: -kv[1])
     side, best = ordered[0]
     if best < 0.10 or ordered[1][1] > 0.5 * best:
         return None
