@@ -1,24 +1,11 @@
 """boneage app: ``streamlit run app.py``. Research software, not a medical device.
 
-Entry point only: page configuration, navigation over ``pages/`` and the shared sidebar.
+The server: Streamlit serving ``streamlit_app.py`` (the pages) plus one route of our own, the Predict
+page's downloads, so that a download is always built from the result on screen at the moment of the click
+(``boneage/ui/downloads.py`` says why Streamlit's download button could not do that).
 """
 import streamlit as st
 
-from boneage import ui
-from boneage.paths import APP_ICON
+from boneage.app_routes import routes
 
-# A local file, not ":material/…": a Material icon as page_icon is fetched from fonts.gstatic.com
-# on every page load, and the app must work air-gapped (tests/test_browser.py fails on any such request).
-st.set_page_config(page_title="boneage: bone age from a hand X-ray", page_icon=str(APP_ICON), layout="wide")
-
-nav = st.navigation([
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/predict.py", title="Predict", icon=":material/radiology:"),
-    st.Page("pages/follow_up.py", title="Follow-up", icon=":material/timeline:"),
-    st.Page("pages/pipeline.py", title="Pipeline", icon=":material/account_tree:"),
-    st.Page("pages/dataset.py", title="Dataset errors", icon=":material/query_stats:"),
-    st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
-])
-ui.start_model_load()  # in the background now, so the first prediction does not wait ≈ 17 s for it
-ui.sidebar()
-nav.run()
+app = st.App("streamlit_app.py", routes=routes())

@@ -8,7 +8,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 SAMPLES_DIR = REPO_ROOT / "samples"  # demo radiographs with labels.csv and a README (RSNA, cited there)
-APP_ICON = REPO_ROOT / "assets" / "icon.png"  # the app's page icon (scripts/make_icon.py), beside app.py
+APP_ICON = REPO_ROOT / "assets" / "icon.png"  # the app's page icon (scripts/make_icon.py), beside streamlit_app.py
 
 
 def shared_data_dir() -> Path:

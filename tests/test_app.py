@@ -99,11 +99,11 @@ def assert_bone_age(at: AppTest) -> float:
     return value
 
 
-# ------------------------------------------------------------------------------------ app.py & Home
+# ---------------------------------------------------------------------------- streamlit_app.py & Home
 
 
 def test_app_entry_renders_home_with_sidebar(app_model):
-    at = page("app.py").run()
+    at = page("streamlit_app.py").run()
     no_exception(at)
     assert not errors(at)
     side = " ".join(x.value for x in at.sidebar.caption) + " ".join(x.value for x in at.sidebar.warning)
@@ -121,7 +121,7 @@ def test_app_start_loads_the_model_in_the_background(app_model, monkeypatch):
     from boneage.predict import Predictor
     from boneage.ui import state
 
-    at = page("app.py").run()
+    at = page("streamlit_app.py").run()
     no_exception(at)
     t = state._background_load(*state._model_key())  # the thread app.py started (cached: the same one)
     assert isinstance(t, threading.Thread) and t.name == "boneage-model-warm-up"
@@ -136,7 +136,7 @@ def test_app_start_loads_the_model_in_the_background(app_model, monkeypatch):
 
 
 def test_home_sample_click_runs_full_prediction(app_model):
-    at = page("app.py").run()
+    at = page("streamlit_app.py").run()
     at.button(key="gallery_2110").click().run()
     no_exception(at)
     assert at.title[0].value == "Predict bone age"
@@ -513,7 +513,7 @@ def test_pages_degrade_gracefully_without_a_model(app_model, tmp_path, monkeypat
     at = page("pages/dataset.py").run()
     no_exception(at)
     assert any("No validation predictions" in i.value for i in at.info)
-    at = page("app.py").run()
+    at = page("streamlit_app.py").run()
     no_exception(at)
     assert any("no model found" in c.value for c in at.sidebar.caption)
 

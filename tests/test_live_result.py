@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from boneage.ui.results import LiveResult
+from boneage.ui.downloads import LiveResult
 
 
 def test_a_rerun_that_begins_during_the_grace_is_waited_for():

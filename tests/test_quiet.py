@@ -26,6 +26,6 @@ def test_file_watcher_off_for_normal_runs():
 
 def test_page_icon_is_a_local_file():
     """A ":material/…" page icon is fetched from fonts.gstatic.com on every page load."""
-    app = (REPO_ROOT / "app.py").read_text()
+    app = (REPO_ROOT / "streamlit_app.py").read_text()
     assert "page_icon=str(APP_ICON)" in app and ":material/" not in app.split("set_page_config", 1)[1].split(")")[0]
     assert APP_ICON.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

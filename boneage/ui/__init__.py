@@ -1,4 +1,4 @@
-"""Streamlit helpers for the app (``app.py`` and ``pages/``): the pages are layout only.
+"""Streamlit helpers for the app (``streamlit_app.py`` and ``pages/``; ``app.py`` serves them): the pages are layout only.
 
 The package is split along its seams; pages use ``from boneage import ui`` and ``ui.<name>``:
 
@@ -9,6 +9,7 @@ The package is split along its seams; pages use ``from boneage import ui`` and `
 ``images``     display copies and thumbnails
 ``inputs``     the image picker (upload or sample) and the clinical input widgets
 ``results``    the prediction and pipeline panels
+``downloads``  the Predict page's downloads, built at the click (our own route; ``app.py`` mounts it)
 ``home_page``, ``dataset_page``, ``model_page``, ``follow_up_page``: helpers only one page uses
 ============== ==========================================================================
 
@@ -24,7 +25,8 @@ from .images import DISPLAY_MAX_SIDE, downscale, safe_thumbnail, thumbnail
 from .inputs import (AGE_DATES, AGE_DIRECT, AGE_NONE, SAMPLE_MODE, UPLOAD_HELP, UPLOAD_MODE, ClinicalInputs, Sample,
                      clinical_inputs, image_source, sample_source, samples)
 from .model_page import architecture_summary, model_files, render_mapping, show_benchmarks
-from .results import (LiveResult, follow_up_pdf, live_result, plain_warning, prediction_csv, prediction_record,
+from .downloads import LiveResult, live_result, prediction_csv, prediction_record
+from .results import (follow_up_pdf, plain_warning,
                       show_interpretation, show_pipeline, show_prediction, show_refusal, stage_caption)
 from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, model_identity, model_meta,
                     model_pipeline_params, model_version, predict, read_json, run_pipeline_cached, sidebar,

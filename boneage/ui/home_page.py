@@ -39,7 +39,7 @@ def accuracy() -> Accuracy | None:
 
 
 def page_link(page: str, label: str, icon: str | None = None) -> None:
-    """``st.page_link``, or plain text when the page runs on its own (outside ``app.py``'s navigation)."""
+    """``st.page_link``, or plain text when the page runs on its own (outside ``streamlit_app.py``'s navigation)."""
     from streamlit.errors import StreamlitAPIException
 
     try:

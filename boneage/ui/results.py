@@ -3,14 +3,13 @@ chart, downloads) and the pipeline (measurements and every stage image with its 
 from __future__ import annotations
 
 import json
-import threading
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from ..pipeline import STAGE_NOTES, STAGES
 from ..vocab import sex_label
+from .downloads import download_row, live_result
 from .images import downscale
 from .state import Source
 
@@ -25,94 +24,8 @@ def plain_warning(w: str) -> str:
     return (w[:1].upper() + w[1:]).rstrip(".") + "."
 
 
-def prediction_record(pred, name: str) -> dict:
-    return {"file": name, **pred.to_dict()}
-
-
-def prediction_csv(record: dict) -> str:
-    flat = {}
-    for k, v in record.items():
-        if isinstance(v, dict):
-            for kk, vv in v.items():
-                flat[f"{k}.{kk}"] = json.dumps(vv) if isinstance(vv, (dict, list)) else vv
-        elif isinstance(v, list):
-            flat[k] = " | ".join(map(str, v))
-        else:
-            flat[k] = v
-    return pd.DataFrame([flat]).to_csv(index=False)
-
-
-class LiveResult:
-    """The result this session's page shows *now*, for downloads built at the moment of the click.
-
-    A download button made in one run used to carry that run's data: type a new height and click
-    "Download PDF report" at once, and the click (which also ends the typing, starting a rerun)
-    fetched the previous height's PDF, or failed when the rerun had already dropped the file
-    (``MediaFileStorageError: Deferred file … not found``). Every download is a callable that
-    reads this holder: a rerun marks it stale as soon as it starts (:meth:`begin`) and the
-    callable waits until the run has published the result it shows (:meth:`publish`).
-
-    One race was left: the browser sends the typed value (a rerun) *before* the click's file
-    request, but the request could be served before the rerun's script thread had reached
-    :meth:`begin`, so the previous result went out (measured: 140.0 cm instead of 152.5 cm). So a
-    download first gives a rerun a short grace (:data:`RERUN_GRACE_S`) to begin; when one begins,
-    it waits for that run's result, and otherwise serves the result on screen. The real-browser
-    test types a new height and downloads at once (tests/test_browser.py).
-    """
-
-    RERUN_GRACE_S = 0.75  # a rerun requested just before the click starts within milliseconds on an idle server
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._result: tuple | None = None
-        self._runs = 0
-
-    def begin(self) -> None:
-        with self._cond:
-            self._result = None
-            self._runs += 1
-            self._cond.notify_all()
-
-    def publish(self, pred, src: Source, patient_id: str | None = None, accession_number: str | None = None) -> None:
-        with self._cond:
-            self._result = (pred, src, patient_id, accession_number)
-            self._cond.notify_all()
-
-    def current(self, timeout: float = 60.0, grace: float | None = None) -> tuple:
-        with self._cond:
-            runs = self._runs
-            self._cond.wait_for(lambda: self._runs != runs, self.RERUN_GRACE_S if grace is None else grace)
-            if not self._cond.wait_for(lambda: self._result is not None, timeout):
-                raise RuntimeError("the page shows no result any more; download again from the page")
-            return self._result
-
-
-def live_result() -> LiveResult:
-    """This session's :class:`LiveResult` (created on first use)."""
-    if "_live_result" not in st.session_state:
-        st.session_state["_live_result"] = LiveResult()
-    return st.session_state["_live_result"]
-
-
-def _download_json(live: LiveResult) -> str:
-    pred, src, _, _ = live.current()
-    return json.dumps(prediction_record(pred, src.name), indent=2, default=str)
-
-
-def _download_csv(live: LiveResult) -> str:
-    pred, src, _, _ = live.current()
-    return prediction_csv(prediction_record(pred, src.name))
-
-
-def _download_pdf(live: LiveResult) -> bytes:
-    pred, src, patient_id, accession_number = live.current()
-    key = f"{src.digest}:{patient_id}:{accession_number}:" \
-          f"{json.dumps(prediction_record(pred, src.name), sort_keys=True, default=str)}"
-    return _pdf(key, pred, src.name, patient_id, accession_number)
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
-def _pdf(key: str, _pred, name: str, patient_id: str | None = None, accession_number: str | None = None,
+def cached_pdf(key: str, _pred, name: str, patient_id: str | None = None, accession_number: str | None = None,
          _follow_up=None) -> bytes:
     from ..report import make_pdf_report
 
@@ -127,7 +40,7 @@ def _pdf(key: str, _pred, name: str, patient_id: str | None = None, accession_nu
 def follow_up_pdf(key: str, pred, name: str, follow_up) -> bytes:
     """The latest visit's report with every visit on its chart and the bone-age velocity."""
     meta = pred.image_meta
-    return _pdf(key, pred, name, getattr(meta, "patient_id", None), getattr(meta, "accession_number", None),
+    return cached_pdf(key, pred, name, getattr(meta, "patient_id", None), getattr(meta, "accession_number", None),
                 _follow_up=follow_up)
 
 
@@ -230,14 +143,7 @@ def show_prediction(pred, src: Source, *, patient_id: str | None = None, accessi
 
     live = live_result()
     live.publish(pred, src, patient_id, accession_number)
-    d1, d2, d3 = st.columns(3)
-    stem = Path(src.name).stem or "boneage"
-    d1.download_button("Download JSON", lambda: _download_json(live), f"{stem}_boneage.json",
-                       "application/json", icon=":material/download:", width="stretch", on_click="ignore")
-    d2.download_button("Download CSV", lambda: _download_csv(live), f"{stem}_boneage.csv", "text/csv",
-                       icon=":material/download:", width="stretch", on_click="ignore")
-    d3.download_button("Download PDF report", lambda: _download_pdf(live), f"{stem}_boneage_report.pdf",
-                       "application/pdf", icon=":material/picture_as_pdf:", width="stretch", on_click="ignore")
+    download_row(live, src.name)
 
     with st.expander("Details: pipeline measurements, test-time augmentation, image metadata"):
         st.json({"pipeline": {k: v for k, v in pred.pipeline.summary().items() if k != "params"},

@@ -1,0 +1,123 @@
+"""The Predict page's downloads (issue 10, item 6): our own route, built from the result on screen.
+
+The real-browser race (type, then click at once) is in tests/test_browser.py; here: the route's answers,
+its headers for hostile upload names, and that ``app.py`` is the ASGI app that mounts it.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from boneage import app_routes
+from boneage.ui import downloads
+from boneage.ui.downloads import LiveResult
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class FakePrediction:
+    def __init__(self, months: float, height: float | None = None):
+        self.months, self.height = months, height
+
+    def to_dict(self) -> dict:
+        return {"bone_age_months": self.months, "height_cm": self.height, "accepted": True}
+
+
+def _src(name: str = "hand.png"):
+    return SimpleNamespace(name=name, digest="d" * 16)
+
+
+@pytest.fixture
+def client(monkeypatch):
+    monkeypatch.setattr(app_routes, "_mounted", app_routes._mounted)  # routes() sets it: restored afterwards,
+    return TestClient(Starlette(routes=app_routes.routes()))          # so later AppTests keep their buttons
+
+
+def _url(live: LiveResult, kind: str) -> str:
+    return f"/{app_routes.ROUTE_PREFIX}/{live.token}/{kind}"
+
+
+def test_json_and_csv_carry_the_published_result(client):
+    live = LiveResult()
+    live.publish(FakePrediction(131.5, 152.5), _src())
+    r = client.get(_url(live, "json"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert json.loads(r.content) == {"file": "hand.png", "bone_age_months": 131.5, "height_cm": 152.5,
+                                     "accepted": True}
+    assert 'filename="hand_boneage.json"' in r.headers["content-disposition"]
+    assert r.headers["cache-control"] == "no-store"
+    r = client.get(_url(live, "csv"))
+    assert r.status_code == 200 and r.text.splitlines()[1] == "hand.png,131.5,152.5,True"
+
+
+def test_a_rerun_started_around_the_click_is_waited_for(client):
+    """The click's request can arrive before the typed value's rerun begins: the rerun's result is served."""
+    live = LiveResult()
+    live.publish(FakePrediction(120.0, 140.0), _src())
+
+    def rerun():
+        time.sleep(0.1)
+        live.begin()
+        time.sleep(0.3)
+        live.publish(FakePrediction(120.0, 152.5), _src())
+
+    threading.Thread(target=rerun).start()
+    assert json.loads(client.get(_url(live, "json")).content)["height_cm"] == 152.5
+
+
+def test_unknown_session_or_kind_is_a_one_line_404(client):
+    live = LiveResult()
+    live.publish(FakePrediction(100.0), _src())
+    r = client.get(f"/{app_routes.ROUTE_PREFIX}/not-a-session/json")
+    assert r.status_code == 404 and r.text == "This download link has expired: reload the page and download again."
+    r = client.get(_url(live, "exe"))
+    assert r.status_code == 404 and "json, csv, pdf" in r.text and "\n" not in r.text
+
+
+def test_a_page_without_a_result_gives_a_clear_409(client, monkeypatch):
+    live = LiveResult()
+    live.begin()  # a run began and never published (the image was removed)
+    monkeypatch.setattr(downloads, "build", lambda live, kind: (_ for _ in ()).throw(
+        RuntimeError("the page shows no result any more; download again from the page")))
+    r = client.get(_url(live, "json"))
+    assert r.status_code == 409 and r.text.startswith("Download failed: the page shows no result")
+
+
+def test_an_ended_session_frees_its_link():
+    live = LiveResult()
+    token = live.token
+    assert downloads.session_result(token) is live
+    del live
+    import gc
+
+    gc.collect()
+    assert downloads.session_result(token) is None
+
+
+@pytest.mark.parametrize("name", ['a"b.png', "x\r\nSet-Cookie: y.png", "../../etc/passwd", "Röntgen händ.png", ""])
+def test_hostile_upload_names_never_reach_the_header_raw(name):
+    h = app_routes.content_disposition(name)
+    assert h.startswith('attachment; filename="') and "\r" not in h and "\n" not in h
+    plain = h.split('"')[1]
+    assert plain and set(plain) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def test_tokens_are_unguessable_and_distinct():
+    tokens = {LiveResult().token for _ in range(50)}
+    assert len(tokens) == 50 and all(len(t) >= 20 for t in tokens)
+
+
+def test_app_py_is_the_asgi_app_that_mounts_the_route():
+    """``streamlit run app.py`` must find an st.App (else the page falls back to Streamlit's buttons)."""
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
+    found = discover_asgi_app(REPO / "app.py")
+    assert found.is_asgi_app and found.import_string.endswith(":app")
+    assert "routes=routes()" in (REPO / "app.py").read_text()
