@@ -1158,18 +1158,27 @@ def _normalise(a: np.ndarray, label: str, valid: np.ndarray | None = None) -> np
     """Min-max to float32 [0, 1] over the image's own range (only `valid` pixels, if given).
 
     Blank or non-finite images raise ImageError.
+
+    Without ``valid``, five passes over the image, not eight: a NaN makes ``min`` NaN and an infinity
+    makes ``min`` or ``max`` infinite, so checking those two stands for a whole-image ``isfinite``
+    (and, with no NaN left, ``nan_to_num`` has nothing to do); (a - lo) / (hi - lo) of finite values
+    in [lo, hi] lies in [0, 1] exactly, so a clip would change nothing. Bit-identical output;
+    measured on a 2000×2500 radiograph: 101–129 ms → 42–45 ms (2 cores, training beside it). With
+    ``valid`` (DICOM padding), the pixels outside it may be NaN or out of range: zeroed and clipped.
     """
     a = np.asarray(a, dtype=np.float64)
     v = a if valid is None else a[valid]
-    if not np.isfinite(v).all():
-        raise ImageError(f"{label}: image contains NaN or infinite values")
     if v.size == 0:
         raise ImageError(f"{label}: image is blank (only padding pixels)")
     lo, hi = float(v.min()), float(v.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ImageError(f"{label}: image contains NaN or infinite values")
     if hi <= lo:
         raise ImageError(f"{label}: image is blank (one uniform value)")
     x = a - lo  # the same arithmetic as (a - lo) / (hi - lo), with one temporary instead of three
     x /= hi - lo
+    if valid is None:
+        return x.astype(np.float32)
     out = np.nan_to_num(x, nan=0.0, copy=False).astype(np.float32)
     return np.clip(out, 0.0, 1.0, out=out)
 
