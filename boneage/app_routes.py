@@ -1,4 +1,4 @@
-"""The app's own HTTP route (``app.py`` mounts it with ``st.App(routes=routes())``): the Predict page's downloads.
+"""The app's own HTTP route (``app.py`` mounts it with ``st.App(routes=routes())``): the pages' downloads.
 
 Kept apart from ``boneage.ui`` so the server can mount it before Streamlit's runtime exists: importing the
 UI package at that point registers its caches with no runtime (a warning per cache in the server log).
@@ -10,7 +10,6 @@ import re
 from urllib.parse import quote
 
 ROUTE_PREFIX = "boneage-download"  # links are relative: right under any server.baseUrlPath, from every page
-KIND_NAMES = ("json", "csv", "pdf")
 _mounted = False
 
 
@@ -21,18 +20,18 @@ async def _serve(request):
     from .ui import downloads
 
     kind = request.path_params["kind"]
-    if kind not in downloads.KINDS:
-        return PlainTextResponse(f"No such download: {kind!r} ({', '.join(KIND_NAMES)}).", status_code=404)
-    live = downloads.session_result(request.path_params["token"])
+    live = downloads.session_downloads(request.path_params["token"])
     if live is None:
         return PlainTextResponse("This download link has expired: reload the page and download again.",
                                  status_code=404)
     try:  # live.current() may wait for a rerun to publish: off the event loop
-        data, name = await run_in_threadpool(downloads.build, live, kind)
+        data, f = await run_in_threadpool(downloads.build, live, kind)
+    except KeyError:
+        return PlainTextResponse(f"This page offers no download {kind!r}.", status_code=404)
     except RuntimeError as e:
         return PlainTextResponse(f"Download failed: {e}.", status_code=409)
-    return Response(data, media_type=downloads.KINDS[kind].mime,
-                    headers={"Content-Disposition": content_disposition(name), "Cache-Control": "no-store"})
+    return Response(data, media_type=f.mime,
+                    headers={"Content-Disposition": content_disposition(f.name), "Cache-Control": "no-store"})
 
 
 def content_disposition(name: str) -> str:

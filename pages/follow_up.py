@@ -1,6 +1,5 @@
 """Follow-up: several radiographs (and earlier results) of one child -> bone-age velocity."""
 import datetime as dt
-import json
 
 import pandas as pd
 import streamlit as st
@@ -15,6 +14,8 @@ from boneage.vocab import format_age
 st.title("Follow-up: bone-age velocity")
 st.caption("Several radiographs of one child with their study dates, and/or earlier results (the JSON the "
            "Predict page downloads, or `boneage predict --json`). " + ui.NOTICE)
+
+ui.live_downloads("follow_up").begin()  # downloads clicked while this run works wait for what it will show
 
 with ui.guard("Follow-up"):
     files = st.file_uploader("Radiographs of this child", accept_multiple_files=True, key="fu_upload",
@@ -78,15 +79,8 @@ with ui.guard("Follow-up"):
                                  visits=[(v.chronological_age_months, v.bone_age_months) for v in fu.visits]),
                     width="stretch")
 
-    d1, d2 = st.columns(2)
-    d1.download_button("Download follow-up JSON", json.dumps(fu.to_dict(), indent=2), "boneage_follow_up.json",
-                       "application/json", icon=":material/download:", width="stretch", on_click="ignore")
     latest = read.readings.get(last.label)
-    if latest is not None:
-        src = next(s for s in sources if s.name == last.label)
-        key = f"{src.digest}:{json.dumps(fu.to_dict(), sort_keys=True, default=str)}"
-        d2.download_button("Download PDF report (latest visit)", lambda: ui.follow_up_pdf(key, latest, src.name, fu),
-                           f"{src.name.rsplit('.', 1)[0]}_follow_up_report.pdf", "application/pdf",
-                           icon=":material/picture_as_pdf:", width="stretch", on_click="ignore")
-    else:
-        d2.caption("The PDF report needs the latest visit's radiograph (the latest visit is an earlier result).")
+    ui.download_row(ui.live_downloads("follow_up"),
+                    fp.follow_up_files(fu, latest, next((s for s in sources if s.name == last.label), None)))
+    if latest is None:
+        st.caption("The PDF report needs the latest visit's radiograph (the latest visit is an earlier result).")

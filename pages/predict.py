@@ -8,7 +8,7 @@ from boneage.clinical import ClinicalInputError
 st.title("Predict bone age")
 st.caption("Upload a hand radiograph or choose a sample. " + ui.NOTICE)
 
-ui.live_result().begin()  # downloads clicked while this run works wait for the result it will show
+ui.live_downloads("predict").begin()  # downloads clicked while this run works wait for the result it will show
 
 with ui.guard("Prediction"):
     src = ui.image_source("predict")

@@ -354,6 +354,30 @@ def test_downloads_equal_the_screen_when_clicked_right_after_typing(server, page
     no_traceback(pg)
 
 
+def test_follow_up_downloads_in_the_browser(server, page, tmp_path):
+    """The Follow-up page's JSON and PDF come through the same route as Predict's, with every visit."""
+    pg = page
+    first, second = tmp_path / "first.dcm", tmp_path / "second.dcm"
+    first.write_bytes(_dicom_from(SAMPLE, PatientSex="F", PatientBirthDate="20120301", StudyDate="20210301"))
+    second.write_bytes(_dicom_from(SAMPLE, PatientSex="F", PatientBirthDate="20120301", StudyDate="20230901"))
+    pg.goto(server + "/follow_up")
+    idle(pg)
+    pg.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files([str(first), str(second)])
+    expect(pg.get_by_text("Bone-age velocity", exact=True)).to_be_visible()
+    idle(pg)
+    expect(pg.get_by_test_id("boneageDownload")).to_have_count(2)
+    with pg.expect_download() as dl:
+        pg.get_by_test_id("boneageDownload").filter(has_text="JSON").click()
+    rec = json.loads(Path(dl.value.path()).read_bytes())
+    assert len(rec["visits"]) == 2, rec
+    with pg.expect_download() as dl:
+        pg.get_by_test_id("boneageDownload").filter(has_text="PDF").click()
+    assert dl.value.suggested_filename == "second_follow_up_report.pdf"
+    text = _pdf_text(Path(dl.value.path()))
+    assert "velocity" in text.lower(), text[:800]
+    no_traceback(pg)
+
+
 def test_refused_image_in_the_browser_has_no_bone_age_and_no_downloads(server, page, tmp_path):
     from boneage.acceptance import AcceptanceCheck
     from boneage.negatives import make

@@ -1,4 +1,4 @@
-"""The Predict page's downloads (issue 10, item 6): our own route, built from the result on screen.
+"""The app's downloads (issue 10, item 6): our own route, built from what the page shows.
 
 The real-browser race (type, then click at once) is in tests/test_browser.py; here: the route's answers,
 its headers for hostile upload names, and that ``app.py`` is the ASGI app that mounts it.
@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from boneage import app_routes
 from boneage.ui import downloads
-from boneage.ui.downloads import LiveResult
+from boneage.ui.downloads import LiveDownloads, prediction_files
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,13 +40,17 @@ def client(monkeypatch):
     return TestClient(Starlette(routes=app_routes.routes()))          # so later AppTests keep their buttons
 
 
-def _url(live: LiveResult, kind: str) -> str:
+def _publish(live: LiveDownloads, pred: FakePrediction, name: str = "hand.png") -> None:
+    live.publish(prediction_files(pred, _src(name)))
+
+
+def _url(live: LiveDownloads, kind: str) -> str:
     return f"/{app_routes.ROUTE_PREFIX}/{live.token}/{kind}"
 
 
 def test_json_and_csv_carry_the_published_result(client):
-    live = LiveResult()
-    live.publish(FakePrediction(131.5, 152.5), _src())
+    live = LiveDownloads()
+    _publish(live, FakePrediction(131.5, 152.5))
     r = client.get(_url(live, "json"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     assert json.loads(r.content) == {"file": "hand.png", "bone_age_months": 131.5, "height_cm": 152.5,
@@ -59,46 +63,56 @@ def test_json_and_csv_carry_the_published_result(client):
 
 def test_a_rerun_started_around_the_click_is_waited_for(client):
     """The click's request can arrive before the typed value's rerun begins: the rerun's result is served."""
-    live = LiveResult()
-    live.publish(FakePrediction(120.0, 140.0), _src())
+    live = LiveDownloads()
+    _publish(live, FakePrediction(120.0, 140.0))
 
     def rerun():
         time.sleep(0.1)
         live.begin()
         time.sleep(0.3)
-        live.publish(FakePrediction(120.0, 152.5), _src())
+        _publish(live, FakePrediction(120.0, 152.5))
 
     threading.Thread(target=rerun).start()
     assert json.loads(client.get(_url(live, "json")).content)["height_cm"] == 152.5
 
 
 def test_unknown_session_or_kind_is_a_one_line_404(client):
-    live = LiveResult()
-    live.publish(FakePrediction(100.0), _src())
+    live = LiveDownloads()
+    _publish(live, FakePrediction(100.0))
     r = client.get(f"/{app_routes.ROUTE_PREFIX}/not-a-session/json")
     assert r.status_code == 404 and r.text == "This download link has expired: reload the page and download again."
     r = client.get(_url(live, "exe"))
-    assert r.status_code == 404 and "json, csv, pdf" in r.text and "\n" not in r.text
+    assert r.status_code == 404 and r.text == "This page offers no download 'exe'."
 
 
 def test_a_page_without_a_result_gives_a_clear_409(client, monkeypatch):
-    live = LiveResult()
+    live = LiveDownloads()
     live.begin()  # a run began and never published (the image was removed)
-    monkeypatch.setattr(downloads, "build", lambda live, kind: (_ for _ in ()).throw(
-        RuntimeError("the page shows no result any more; download again from the page")))
+    monkeypatch.setattr(LiveDownloads, "PUBLISH_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(LiveDownloads, "RERUN_GRACE_S", 0.0)
     r = client.get(_url(live, "json"))
     assert r.status_code == 409 and r.text.startswith("Download failed: the page shows no result")
 
 
+def test_follow_up_files_offer_the_pdf_only_with_the_latest_radiograph():
+    from boneage.ui.follow_up_page import follow_up_files
+
+    fu = SimpleNamespace(to_dict=lambda: {"visits": 2, "velocity": 1.1})
+    only_json = follow_up_files(fu, None, None)
+    assert list(only_json) == ["json"] and json.loads(only_json["json"].build()) == {"visits": 2, "velocity": 1.1}
+    both = follow_up_files(fu, object(), _src("visit 2.dcm"))
+    assert list(both) == ["json", "pdf"] and both["pdf"].name == "visit 2_follow_up_report.pdf"
+
+
 def test_an_ended_session_frees_its_link():
-    live = LiveResult()
+    live = LiveDownloads()
     token = live.token
-    assert downloads.session_result(token) is live
+    assert downloads.session_downloads(token) is live
     del live
     import gc
 
     gc.collect()
-    assert downloads.session_result(token) is None
+    assert downloads.session_downloads(token) is None
 
 
 @pytest.mark.parametrize("name", ['a"b.png', "x\r\nSet-Cookie: y.png", "../../etc/passwd", "Röntgen händ.png", ""])
@@ -110,7 +124,7 @@ def test_hostile_upload_names_never_reach_the_header_raw(name):
 
 
 def test_tokens_are_unguessable_and_distinct():
-    tokens = {LiveResult().token for _ in range(50)}
+    tokens = {LiveDownloads().token for _ in range(50)}
     assert len(tokens) == 50 and all(len(t) >= 20 for t in tokens)
 
 

@@ -9,7 +9,7 @@ The package is split along its seams; pages use ``from boneage import ui`` and `
 ``images``     display copies and thumbnails
 ``inputs``     the image picker (upload or sample) and the clinical input widgets
 ``results``    the prediction and pipeline panels
-``downloads``  the Predict page's downloads, built at the click (our own route; ``app.py`` mounts it)
+``downloads``  the pages' downloads, built at the click (our own route; ``app.py`` mounts it)
 ``home_page``, ``dataset_page``, ``model_page``, ``follow_up_page``: helpers only one page uses
 ============== ==========================================================================
 
@@ -25,7 +25,7 @@ from .images import DISPLAY_MAX_SIDE, downscale, safe_thumbnail, thumbnail
 from .inputs import (AGE_DATES, AGE_DIRECT, AGE_NONE, SAMPLE_MODE, UPLOAD_HELP, UPLOAD_MODE, ClinicalInputs, Sample,
                      clinical_inputs, image_source, sample_source, samples)
 from .model_page import architecture_summary, model_files, render_mapping, show_benchmarks
-from .downloads import LiveResult, live_result, prediction_csv, prediction_record
+from .downloads import File, LiveDownloads, download_row, live_downloads, prediction_csv, prediction_record
 from .results import (follow_up_pdf, plain_warning,
                       show_interpretation, show_pipeline, show_prediction, show_refusal, stage_caption)
 from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, model_identity, model_meta,
@@ -33,7 +33,7 @@ from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, mode
                     start_model_load)
 
 __all__ = [
-    "WORST_CASES_NEED", "shared_data_present", "show_bundled_samples", "Accuracy", "accuracy", "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "LiveResult", "live_result", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
+    "WORST_CASES_NEED", "shared_data_present", "show_bundled_samples", "Accuracy", "accuracy", "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "File", "LiveDownloads", "download_row", "live_downloads", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
     "UPLOAD_MODE", "ClinicalInputs", "Sample", "Source", "architecture_summary", "clinical_inputs",
     "confined_folder", "data_roots", "default_image_dirs", "default_predictions_path", "digest", "downscale", "find_case_image", "friendly_message",
     "get_predictor", "guard", "image_source", "load", "model_dir", "model_files", "model_identity", "model_meta",

@@ -9,7 +9,9 @@ an unreadable result file) is listed with its one-line reason and the other visi
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 
@@ -98,3 +100,19 @@ def read_visits(sources: list[Source], sex: str, birth: dt.date | None,
                                  src.name), pred.sex))
         out.readings[src.name] = pred
     return out
+
+
+def follow_up_files(fu, latest, src) -> dict:
+    """The Follow-up page's downloads: the follow-up JSON, and the latest visit's PDF report with every visit
+    on its chart when that visit is a radiograph read here (``latest`` its prediction, ``src`` its source)."""
+    from .downloads import File
+    from .results import follow_up_pdf
+
+    files = {"json": File("Download follow-up JSON", "boneage_follow_up.json", "application/json",
+                          lambda: json.dumps(fu.to_dict(), indent=2))}
+    if latest is not None and src is not None:
+        key = f"{src.digest}:{json.dumps(fu.to_dict(), sort_keys=True, default=str)}"
+        files["pdf"] = File("Download PDF report (latest visit)", f"{Path(src.name).stem or 'boneage'}_follow_up_report.pdf",
+                            "application/pdf", lambda: follow_up_pdf(key, latest, src.name, fu),
+                            ":material/picture_as_pdf:")
+    return files

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ..pipeline import STAGE_NOTES, STAGES
 from ..vocab import sex_label
-from .downloads import download_row, live_result
+from .downloads import download_row, live_downloads, prediction_files
 from .images import downscale
 from .state import Source
 
@@ -141,9 +141,7 @@ def show_prediction(pred, src: Source, *, patient_id: str | None = None, accessi
         st.plotly_chart(growth_chart(pred.sex, pred.bone_age_months, ca, pred.interval_90_months or pred.uncertainty_months),
                         width="stretch")
 
-    live = live_result()
-    live.publish(pred, src, patient_id, accession_number)
-    download_row(live, src.name)
+    download_row(live_downloads("predict"), prediction_files(pred, src, patient_id, accession_number))
 
     with st.expander("Details: pipeline measurements, test-time augmentation, image metadata"):
         st.json({"pipeline": {k: v for k, v in pred.pipeline.summary().items() if k != "params"},
