@@ -2,8 +2,6 @@
 chart, downloads) and the pipeline (measurements and every stage image with its caption)."""
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
