@@ -48,6 +48,8 @@ def _metric_rows(m: dict | None) -> list[str]:
     if not m:
         return ["| (not measured) | |"]
     rows = [f"| overall MAE | {_fmt(m['mae'])} |", f"| RMSE | {_fmt(m['rmse'])} |", f"| bias (pred − true) | {_fmt(m['bias'], 2)} |"]
+    if m.get("n_refused"):  # an evaluate summary: the MAE is over the accepted images only
+        rows.insert(0, f"| images scored | {m['n']} of {m['n_listed']} ({m['n_refused']} refused by the acceptance check) |")
     rows += [f"| MAE {k} | {_fmt(v)} |" for k, v in m.get("mae_by_sex", {}).items()]
     rows += [f"| MAE {k} (n={m.get('n_by_age_band', {}).get(k, '?')}) | {_fmt(v)} |" for k, v in m.get("mae_by_age_band", {}).items()]
     return rows
