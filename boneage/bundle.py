@@ -296,6 +296,87 @@ def load(path: str | Path | None = None):
     return model, meta, b
 
 
+# ------------------------------------------------------------------------------------ ensembles
+
+ENSEMBLE_SECTION = "ensemble"
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """More networks in the bundle beside ``model.keras`` (section ``ensemble`` of ``meta.json``).
+
+    ``members``: extra ``.keras`` files of the bundle folder (listed in ``files`` too, so a copy
+    of the bundle takes them). The TTA copies of an image are **shared** among the networks,
+    copy *i* going to network *i* mod *m* (``model.keras`` is network 0 and so reads copy 0, the
+    unaugmented image whose attention and pooled features the app and the acceptance check
+    use): an ensemble of *m* costs what one network costs, and the model part of a prediction
+    stays within issue #9's budget (``bench/predict.py``).
+    """
+
+    members: tuple[str, ...]
+
+    @classmethod
+    def from_meta(cls, meta: BundleMeta) -> "EnsembleSpec | None":
+        d = meta.section(ENSEMBLE_SECTION)
+        if d is None:
+            return None
+        m = d.get("members")
+        if (not isinstance(m, list) or not m
+                or not all(isinstance(f, str) and Path(f).name == f and f.endswith(".keras") and f != MODEL_FILE
+                           for f in m)):
+            raise BundleError("meta.json: section 'ensemble' needs 'members', a list of .keras file names "
+                              "in the bundle folder (other than model.keras)")
+        if len(set(m)) != len(m):
+            raise BundleError("meta.json: section 'ensemble' names a member twice")
+        return cls(tuple(m))
+
+    def to_section(self) -> dict:
+        return {"members": list(self.members), "copies": "shared: copy i to network i mod m"}
+
+
+def load_members(b: Bundle, meta: BundleMeta) -> list:
+    """The ensemble's extra networks (empty for a single-model bundle); BundleError with one line
+    when a member is missing, unreadable or takes another input size than the bundle's pipeline makes."""
+    from .model import load_model
+
+    spec = EnsembleSpec.from_meta(meta)
+    if spec is None:
+        return []
+    out = []
+    for name in spec.members:
+        f = b.file(name)
+        if not f.is_file():
+            raise BundleError(f"{b.meta_file}: ensemble member {name} is missing from {b.dir}")
+        try:
+            net = load_model(f)
+        except Exception as exc:  # noqa: BLE001 - Keras/TF raise anything from ValueError to their own types
+            first = " ".join(str(exc).split())[:160] or exc.__class__.__name__
+            raise BundleError(f"{f}: cannot load the ensemble member ({first})") from None
+        check_matches(net, meta, b, f)
+        out.append(net)
+    return out
+
+
+def add_member(path: str | Path | Bundle, meta: BundleMeta, source: str | Path, name: str | None = None) -> BundleMeta:
+    """Copy a trained network (a run folder or ``.keras`` file) into the bundle as an ensemble
+    member; returns the metadata listing it (call :func:`write_meta` after)."""
+    import shutil
+
+    b = path if isinstance(path, Bundle) else Bundle(Path(path))
+    src = Path(source)
+    src = src / MODEL_FILE if src.is_dir() else src
+    if not src.is_file():
+        raise BundleError(f"no model at {src}")
+    spec = EnsembleSpec.from_meta(meta)
+    have = spec.members if spec else ()
+    name = name or f"member-{len(have) + 1}.keras"
+    if Path(name).name != name or not name.endswith(".keras") or name == MODEL_FILE or name in have:
+        raise BundleError(f"{name!r} is not a new member file name")
+    shutil.copyfile(src, b.file(name))
+    meta = meta.with_section(ENSEMBLE_SECTION, EnsembleSpec((*have, name)).to_section())
+    return meta if name in meta.files else dataclasses.replace(meta, files=(*meta.files, name))
+
+
 def check_matches(model, meta: BundleMeta, b: Bundle, model_file: Path) -> None:
     """The network's image input against the bundle's pipeline output size.
 

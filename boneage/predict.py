@@ -168,7 +168,8 @@ class Examination:
 class Predictor:
     """A loaded model bundle (``model.keras`` + ``meta.json``), ready to predict."""
 
-    def __init__(self, model, meta: BundleMeta, path: Path):
+    def __init__(self, model, meta: BundleMeta, path: Path, members: list | tuple = ()):
+        from .calibration import SECTION, CalibrationError, OutputCalibration
         from .model import with_explanation_outputs
 
         self.model = model
@@ -180,9 +181,19 @@ class Predictor:
         # The acceptance check and the interval table live beside the model (the one place each is read).
         self.acceptance: AcceptanceCheck | None = AcceptanceCheck.load(Path(path).parent)
         self.intervals: IntervalTable | None = IntervalTable.load(Path(path).parent)
-        self._net = with_explanation_outputs(model)
-        self._fn = self._compile(self._net)
+        try:  # the output calibration (boneage.calibration), from the bundle's metadata; None = uncalibrated
+            self.calibration: OutputCalibration | None = OutputCalibration.from_section(meta.section(SECTION))
+        except CalibrationError as e:
+            raise PredictionError(f"{Path(path).parent}: {e}") from None
+        # Network 0 is model.keras; ensemble members (boneage.bundle.EnsembleSpec) share the TTA copies.
+        self._fns = [self._compile(with_explanation_outputs(net)) for net in (model, *members)]
+        self._fn = self._fns[0]
         self._lock = threading.Lock()
+
+    @property
+    def networks(self) -> int:
+        """How many networks read each image (1, or the ensemble's size)."""
+        return len(self._fns)
 
     @staticmethod
     def _compile(net):
@@ -204,18 +215,40 @@ class Predictor:
 
         try:
             model, meta, b = bundle.load(path)
+            members = bundle.load_members(b, meta)
         except bundle.BundleError as e:
             raise PredictionError(str(e)) from None
-        return cls(model, meta, Path(path) if path and str(path).endswith(".keras") else b.model_file)
+        return cls(model, meta, Path(path) if path and str(path).endswith(".keras") else b.model_file, members)
 
-    def _run(self, images: np.ndarray, male: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _run(self, images: np.ndarray, male: float | np.ndarray, copy: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The model on a batch: ``male`` is one value for all rows or one per row. Returns months,
-        attention maps and the attention-pooled features (what the acceptance check compares)."""
-        m = np.broadcast_to(np.asarray(male, np.float32).reshape(-1, 1), (len(images), 1))
-        x = {"image": np.asarray(images, np.float32), "male": np.ascontiguousarray(m)}
+        attention maps and the attention-pooled features (what the acceptance check compares).
+
+        ``copy``: each row's TTA copy index (default: the rows are one image's copies 0, 1, …);
+        with an ensemble, copy *i* is read by network *i* mod *m*, so copy 0 always by network 0.
+        """
+        n = len(images)
+        m = np.broadcast_to(np.asarray(male, np.float32).reshape(-1, 1), (n, 1))
+        imgs = np.asarray(images, np.float32)
+        if len(self._fns) == 1:
+            with self._lock:
+                months, att, pooled = self._fn({"image": imgs, "male": np.ascontiguousarray(m)})
+            return np.asarray(months).reshape(-1), np.asarray(att)[..., 0], np.asarray(pooled)
+        net = (np.arange(n) if copy is None else np.asarray(copy)) % len(self._fns)
+        months = np.empty(n, np.float32)
+        att = pooled = None
         with self._lock:
-            months, att, pooled = self._fn(x)
-        return np.asarray(months).reshape(-1), np.asarray(att)[..., 0], np.asarray(pooled)
+            for k, fn in enumerate(self._fns):
+                rows = np.flatnonzero(net == k)
+                if not len(rows):
+                    continue
+                mo, at, po = (np.asarray(v) for v in fn({"image": imgs[rows], "male": np.ascontiguousarray(m[rows])}))
+                if att is None:
+                    att = np.zeros((n, *at.shape[1:]), at.dtype)
+                    pooled = np.zeros((n, *po.shape[1:]), po.dtype)
+                months[rows], att[rows], pooled[rows] = mo.reshape(-1), at, po
+        return months, att[..., 0], pooled
 
     def read(self, image: str | Path | bytes | np.ndarray | LoadedImage, sex, *, tta: int | None = None,
              name: str | None = None, params: PipelineParams | dict | None = None,
@@ -325,7 +358,8 @@ class Predictor:
             imgs = np.concatenate([items[i].batch for i in group])
             male = np.concatenate([np.full(len(items[i].batch), model_input(sexes[i]), np.float32)
                                    for i in group])
-            months, att, pooled = self._run(imgs, male)
+            copy = np.concatenate([np.arange(len(items[i].batch)) for i in group])
+            months, att, pooled = self._run(imgs, male, copy)
             k = 0
             for i in group:
                 n = len(items[i].batch)
@@ -403,6 +437,8 @@ class Predictor:
         verdict = self.judge(self.scores(prep, months, pooled), accept_unusual=accept_unusual,
                              label=meta.source if meta is not None else name)
         est = float(np.mean(months))
+        if self.calibration is not None:  # the estimate only: the copies' spread stays raw (boneage.calibration)
+            est = float(self.calibration.apply(est, sx))
         tta_sd = float(np.std(months)) if n > 1 else 0.0
         unc = math.sqrt(self.residual_sd**2 + tta_sd**2)
         warnings = list(meta.warnings if meta else []) + list(res.warnings)

@@ -275,6 +275,7 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
     if card.get("benchmarks"):
         L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
     L += ["", *localisation_section(bundle_dir or MODELS_DIR), "", *ablation_section(bundle_dir or MODELS_DIR)]
+    L += ["", *output_calibration_section(bundle_dir or MODELS_DIR)]
     L += ["", *uncertainty_section(bundle_dir or MODELS_DIR)]
     L += ["", "## Files", f"- `{bundle.MODEL_FILE}` sha256 `{card['sha256'][bundle.MODEL_FILE]}`",
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
@@ -320,6 +321,30 @@ def ablation_section(d: Path) -> list[str]:
                  + f" | {r['training_cost']} |")
     if ab.get("note"):
         L += ["", ab["note"]]
+    return L
+
+
+def output_calibration_section(d: Path) -> list[str]:
+    """The output calibration tried on the shipped model (``scripts/calibrate_output.py`` →
+    ``output_calibration.json``), cross-fitted, and whether the bundle applies it."""
+    oc = _load(str(d / "output_calibration.json"))
+    if not oc:
+        return []
+    rows = oc["rows"]
+    bands = list(next(iter(rows.values()))["bias_by_band"])
+    applied = "applied by `Predictor` (meta.json section `output_calibration`)" if oc.get("shipped") else \
+        "not applied: it did not lower the cross-fitted MAE by the 0.05-month margin a calibration must earn"
+    L = ["## Output calibration (measured)",
+         f"A monotone map per sex of the true age on the predicted one (`boneage.calibration`), fitted on one half of "
+         f"the validation ids and measured on the other, and the other way round: {oc['measured_on']}; months. "
+         f"Best: {oc['best']}, cross-fitted gain {oc['cross_fitted_gain_months']:+.3f} months — {applied}. "
+         "`python scripts/calibrate_output.py val.csv --bundle models [--write]`.", "",
+         "| | MAE | RMSE | bias | " + " | ".join(f"bias {b}" for b in bands) + " |",
+         "|---|---|---|---|" + "---|" * len(bands)]
+    for name, r in rows.items():
+        L.append(f"| {name} | {r['mae']:.2f} | {r['rmse']:.2f} | {r['bias']:+.2f} | "
+                 + " | ".join("" if r["bias_by_band"].get(b) is None else f"{r['bias_by_band'][b]:+.1f}" for b in bands)
+                 + " |")
     return L
 
 
