@@ -359,8 +359,9 @@ def load_members(b: Bundle, meta: BundleMeta) -> list:
 
 def add_member(path: str | Path | Bundle, meta: BundleMeta, source: str | Path, name: str | None = None) -> BundleMeta:
     """Copy a trained network (a run folder or ``.keras`` file) into the bundle as an ensemble
-    member; returns the metadata listing it (call :func:`write_meta` after)."""
-    import shutil
+    member, without its optimiser state (a run's file is ≈ 4× the weights); returns the metadata
+    listing it (call :func:`write_meta` after)."""
+    from .model import load_model
 
     b = path if isinstance(path, Bundle) else Bundle(Path(path))
     src = Path(source)
@@ -372,7 +373,11 @@ def add_member(path: str | Path | Bundle, meta: BundleMeta, source: str | Path, 
     name = name or f"member-{len(have) + 1}.keras"
     if Path(name).name != name or not name.endswith(".keras") or name == MODEL_FILE or name in have:
         raise BundleError(f"{name!r} is not a new member file name")
-    shutil.copyfile(src, b.file(name))
+    try:
+        load_model(src).save(b.file(name))
+    except Exception as exc:  # noqa: BLE001 - Keras/TF raise anything from ValueError to their own types
+        first = " ".join(str(exc).split())[:160] or exc.__class__.__name__
+        raise BundleError(f"{src}: cannot load the model to add ({first})") from None
     meta = meta.with_section(ENSEMBLE_SECTION, EnsembleSpec((*have, name)).to_section())
     return meta if name in meta.files else dataclasses.replace(meta, files=(*meta.files, name))
 

@@ -239,3 +239,20 @@ def test_the_script_ships_a_calibration_only_when_it_helps_cross_fitted(tmp_path
     p = rng.uniform(10, 220, 800)
     text, meta, report = run(p, p + rng.normal(0, 8, 800), sex, ids, tmp_path / "calibrated")  # E[true | p] = p
     assert "not shipped" in text and meta.section(calibration.SECTION) is None and not report["shipped"]
+
+
+def test_add_member_refuses_what_is_not_a_model_in_one_line(bundles, tmp_path):
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"PK not really")
+    with pytest.raises(bundle.BundleError) as e:
+        bundle.add_member(bundles[0], bundle.read_meta(bundles[0]), junk)
+    assert "\n" not in str(e.value) and "cannot load the model to add" in str(e.value)
+    with pytest.raises(bundle.BundleError, match="no model at"):
+        bundle.add_member(bundles[0], bundle.read_meta(bundles[0]), tmp_path / "nothing")
+
+
+def test_the_shipped_bundle_keeps_within_issue_9s_size_budget():
+    from boneage.paths import MODELS_DIR
+
+    total = sum(f.stat().st_size for f in MODELS_DIR.rglob("*") if f.is_file())
+    assert total <= 60 * 2**20, f"models/ holds {total / 2**20:.1f} MiB (budget 60)"
