@@ -66,6 +66,10 @@ def _command(run: Path, cfg: dict) -> str:
         c += f" --augment-strength {cfg['augment_strength']}"
     if cfg.get("ema_momentum", 0.0):
         c += f" --ema {cfg['ema_momentum']}"
+    if cfg.get("age_balance", 0.0):
+        c += f" --age-balance {cfg['age_balance']}"
+    if cfg.get("seed", 42) != 42:
+        c += f" --seed {cfg['seed']}"
     if cfg.get("init_from"):
         c += f" --init-from {cfg['init_from']}"
     return c
@@ -110,6 +114,10 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", help="bench/predict.py --json output")
     ap.add_argument("--bench-pipeline", help="bench/pipeline.py --json output")
     ap.add_argument("--latency", help="tests/test_browser.py latency JSON (upload to result in the app)")
+    ap.add_argument("--member", action="append", default=[], metavar="RUN",
+                    help="another training run to ship beside --run as an ensemble member (repeatable; the members "
+                         "share the TTA copies, see boneage.bundle.EnsembleSpec)")
+    ap.add_argument("--model-version", help="the bundle's model_version (default: the run's; name an ensemble apart)")
     ap.add_argument("--prior-card", help="card.json of the model the run was fine-tuned from, when its runs are gone: "
                                          "its phases and commands come first")
     a = ap.parse_args(argv)
@@ -128,7 +136,25 @@ def main(argv=None) -> int:
     from boneage.model import load_model
 
     load_model(src_bundle.model_file).save(out_bundle.model_file)
-    meta = bundle.read_meta(src_bundle).to_dict()  # validated: a malformed meta.json stops here, in one line
+    meta_obj = bundle.read_meta(src_bundle)  # validated: a malformed meta.json stops here, in one line
+    members = []
+    for m in a.member:
+        mrun = Path(m)
+        meta_obj = bundle.add_member(out_bundle, meta_obj, mrun)
+        name = meta_obj.section(bundle.ENSEMBLE_SECTION)["members"][-1]
+        mm = json.loads((mrun / "metrics.json").read_text())
+        mchain = [(r, c) for r, c in _phases(mrun) if r not in {r0 for r0, _ in _phases(run)}]
+        members.append({"file": name, "run": str(mrun), "val_mae_no_tta": mm.get("mae"),
+                        "train_minutes": round(sum((_load(str(r / "metrics.json")) or {}).get("train_seconds") or 0
+                                                   for r, _ in mchain) / 60, 1),
+                        "command": [_command(r, c) for r, c in mchain], "sha256": sha256(out_bundle.file(name))})
+    if a.model_version:
+        import dataclasses
+
+        meta_obj = dataclasses.replace(meta_obj, model_version=a.model_version)
+    if members or a.model_version:
+        bundle.write_meta(out_bundle, meta_obj)
+    meta = meta_obj.to_dict()
     chain = _phases(run)
     cfg = chain[-1][1]
     train_m = json.loads((run / "metrics.json").read_text())
@@ -167,7 +193,8 @@ def main(argv=None) -> int:
         "trivial_baseline_mae": train_m.get("trivial_baseline_mae"),
         "attention_xception": xc,
         "benchmarks": benchmarks or None,
-        "sha256": {bundle.MODEL_FILE: sha256(out_bundle.model_file)},
+        "sha256": {bundle.MODEL_FILE: sha256(out_bundle.model_file), **{m["file"]: m["sha256"] for m in members}},
+        "ensemble": members or None,
         "generated": time.strftime("%Y-%m-%d"),
         "not_for_clinical_use": True,
     }
@@ -272,12 +299,23 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
           "contrast, brightness, gamma, noise (later phases scale every range by the factor above, so the model fits closer)",
           "", "## Prediction", "- uncertainty_months = √(validation residual SD² + TTA SD²): one standard deviation, mostly model error",
           f"- validation residual SD: {meta.get('val_residual_sd_months', 0):.2f} months"]
+    if card.get("ensemble"):
+        ens = card["ensemble"]
+        L += ["", "## Ensemble",
+              f"{len(ens) + 1} networks: `{bundle.MODEL_FILE}` (the training above) and {len(ens)} more, trained apart. "
+              "They share the TTA copies of an image — copy *i* is read by network *i* mod {len(ens) + 1}, so copy 0 "
+              "(the image itself, whose attention map is drawn and whose features the acceptance check compares) is "
+              "always read by the first — so the ensemble costs what one network costs.", ""]
+        for m in ens:
+            L += [f"- `{m['file']}`: validation MAE {_fmt(m['val_mae_no_tta'])} months alone (no TTA), "
+                  f"{m['train_minutes']:.0f} min of training beyond the shared phases:", "", "  ```bash",
+                  *[textwrap.indent(command_lines(c), "  ") for c in m["command"]], "  ```", ""]
     if card.get("benchmarks"):
         L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
     L += ["", *localisation_section(bundle_dir or MODELS_DIR), "", *ablation_section(bundle_dir or MODELS_DIR)]
     L += ["", *output_calibration_section(bundle_dir or MODELS_DIR)]
     L += ["", *uncertainty_section(bundle_dir or MODELS_DIR)]
-    L += ["", "## Files", f"- `{bundle.MODEL_FILE}` sha256 `{card['sha256'][bundle.MODEL_FILE]}`",
+    L += ["", "## Files", *[f"- `{f}` sha256 `{h}`" for f, h in card["sha256"].items()],
           "- `meta.json`: what `Predictor` needs (pipeline parameters, label statistics, residual SD)",
           "- `card.json`: this card as data; `history.csv`: training curves; `val_predictions.csv`: validation predictions",
           "", "## Not for clinical use",
