@@ -50,3 +50,18 @@ def test_command_lines_wrap_only_between_options():
     lines = out.splitlines()
     assert len(lines) > 3 and all(ln.endswith(" \\") for ln in lines[:-1])
     assert all(ln.strip().startswith("--") for ln in lines[1:])
+
+
+def test_an_ensemble_card_names_every_member_with_its_command_and_checksum(shipped):
+    card, meta = json.loads(json.dumps(shipped[0])), dict(shipped[1])
+    cmd = "boneage train --data d --out runs/m2 --backbone efficientnet_lite0 --seed 7 --init-from runs/p6"
+    card["ensemble"] = [{"file": "member-1.keras", "run": "runs/m2", "val_mae_no_tta": 9.7, "train_minutes": 55.0,
+                         "command": [cmd], "sha256": "ab" * 32}]
+    card["sha256"]["member-1.keras"] = "ab" * 32
+    text = _script().render_readme(card, meta)
+    ens = text.split("\n## Ensemble\n", 1)[1].split("\n## ", 1)[0]
+    assert "2 networks" in ens and "`member-1.keras`: validation MAE 9.70" in ens and "55 min" in ens
+    block = re.findall(r"```bash\n(.*?)```", ens, flags=re.S)[0]
+    assert " ".join(ln.strip().rstrip("\\").strip() for ln in block.strip().splitlines()) == cmd
+    assert f"- `member-1.keras` sha256 `{'ab' * 32}`" in text
+    test_training_commands_are_numbered_steps_that_rejoin_exactly((card, meta))  # the phases still rejoin
