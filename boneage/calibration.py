@@ -9,7 +9,7 @@ Decisions:
 * **What is fitted**: the truth on the prediction, E[true | predicted], per sex, as a monotone
   piecewise-linear map (knots). ``linear`` is two knots (ordinary least squares); ``isotonic`` is
   the pool-adjacent-violators fit of the truth on the prediction, its block means as knots (so it
-  is monotone by construction, flat beyond the data's ends by clamping at the end knots).
+  is monotone by construction; beyond the end knots a value keeps the end's offset).
   The map fitted the other way round (invert E[predicted | true], "de-biasing") removes the bias
   per *true* age band but widens every error: measured on the shipped model's validation
   thumbnails it cost 0.7–0.9 months of MAE (``models/ablation.json``), so it is not offered here.
@@ -35,6 +35,7 @@ import numpy as np
 SECTION = "output_calibration"
 METHODS = ("linear", "isotonic")
 MIN_PER_SEX = 50  # validation images per sex below which a fit is refused (a map from few points is noise)
+ISOTONIC_BIN = 40  # images per bin of the prediction before the isotonic fit (see fit_map)
 
 
 class CalibrationError(ValueError):
@@ -49,7 +50,12 @@ class SexMap:
     y: tuple[float, ...]
 
     def __call__(self, months: np.ndarray | float) -> np.ndarray:
-        return np.interp(np.asarray(months, float), self.x, self.y)
+        """Linear between the knots; beyond the end knots, the end's offset (slope 1), so a value
+        past the fitted range is neither flattened onto the end nor extrapolated steeply."""
+        m = np.asarray(months, float)
+        out = np.interp(m, self.x, self.y)
+        out = np.where(m < self.x[0], m + (self.y[0] - self.x[0]), out)
+        return np.where(m > self.x[-1], m + (self.y[-1] - self.x[-1]), out)
 
 
 @dataclass(frozen=True)
@@ -108,19 +114,20 @@ class OutputCalibration:
 # ------------------------------------------------------------------------------------ fitting
 
 
-def _pav(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Isotonic (non-decreasing) least-squares fit of ``y`` on ``x`` by pool-adjacent-violators.
+def _pav(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Isotonic (non-decreasing) weighted least-squares fit of ``y`` on ``x`` by pool-adjacent-violators.
 
     Returns knots: each pooled block's mean ``x`` and fitted ``y`` (strictly increasing ``x``).
     """
     order = np.argsort(x, kind="stable")
     xs, ys = x[order], y[order]
-    # blocks as (sum_y, sum_x, count), merged while the last two violate monotonicity
+    ws = np.ones_like(xs) if w is None else np.asarray(w, float)[order]
+    # blocks as (weighted sum_y, weighted sum_x, weight), merged while the last two violate monotonicity
     sy: list[float] = []
     sx: list[float] = []
-    n: list[int] = []
-    for xi, yi in zip(xs, ys):
-        sy.append(float(yi)); sx.append(float(xi)); n.append(1)
+    n: list[float] = []
+    for xi, yi, wi in zip(xs, ys, ws):
+        sy.append(float(wi * yi)); sx.append(float(wi * xi)); n.append(float(wi))
         while len(n) > 1 and sy[-2] / n[-2] >= sy[-1] / n[-1]:
             sy[-2] += sy[-1]; sx[-2] += sx[-1]; n[-2] += n[-1]
             del sy[-1], sx[-1], n[-1]
@@ -142,7 +149,13 @@ def fit_map(pred: np.ndarray, true: np.ndarray, method: str) -> SexMap:
         lo, hi = float(pred.min()), float(pred.max())
         return SexMap((lo, hi), (a + b * lo, a + b * hi))
     if method == "isotonic":
-        kx, ky = _pav(pred, true)
+        # PAV on the raw points follows their noise (measured on the shipped model: 9.31 cross-fitted
+        # against 8.90 uncalibrated); on the means of bins of ≥ ISOTONIC_BIN images it follows the trend.
+        order = np.argsort(pred, kind="stable")
+        bins = np.array_split(order, max(2, len(pred) // ISOTONIC_BIN))
+        bx = np.array([pred[b].mean() for b in bins])
+        by = np.array([true[b].mean() for b in bins])
+        kx, ky = _pav(bx, by, np.array([len(b) for b in bins], float))
         if len(kx) < 2:
             raise CalibrationError("the isotonic fit is one flat block: the predictions carry no order")
         return SexMap(tuple(map(float, kx)), tuple(map(float, ky)))
