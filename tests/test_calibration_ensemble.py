@@ -256,3 +256,11 @@ def test_the_shipped_bundle_keeps_within_issue_9s_size_budget():
 
     total = sum(f.stat().st_size for f in MODELS_DIR.rglob("*") if f.is_file())
     assert total <= 60 * 2**20, f"models/ holds {total / 2**20:.1f} MiB (budget 60)"
+
+
+def test_beyond_the_fitted_range_a_value_keeps_the_ends_offset():
+    from boneage.calibration import SexMap
+
+    f = SexMap((20.0, 100.0, 200.0), (30.0, 100.0, 190.0))
+    assert f(np.array([10.0, 20.0, 60.0, 200.0, 220.0])).tolist() == pytest.approx([20.0, 30.0, 65.0, 190.0, 210.0])
+    assert np.all(np.diff(f(np.linspace(-50, 300, 200))) > 0)  # still increasing through both ends
