@@ -5,7 +5,16 @@ downloads (Predict, Follow-up), so that a download is always built from what the
 of the click (``boneage/ui/downloads.py`` says why Streamlit's download button could not do that).
 """
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from boneage.app_routes import routes
+
+# streamlit_app.py lays the pages out with st.navigation. Streamlit still treats a folder named
+# pages/ beside it as old-style pages until that script has run once in the server, so a browser
+# that opened /predict first (a bookmark, a link) ran pages/predict.py alone: no page settings,
+# no sidebar, no model loading at start, and Streamlit's Keras reset after every run (measured
+# 2026-11-28: the first result waited 11-13 s for the model). Navigation is st.navigation's from
+# the start; tests/test_app.py checks that this flag still exists.
+PagesManager.uses_pages_directory = False
 
 app = st.App("streamlit_app.py", routes=routes())

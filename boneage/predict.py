@@ -269,7 +269,7 @@ class Predictor:
 
     def predict(
         self,
-        image: str | Path | bytes | np.ndarray | LoadedImage,
+        image: "str | Path | bytes | np.ndarray | LoadedImage | Prepared",
         sex: str | None = None,
         *,
         tta: int | None = None,
@@ -295,14 +295,18 @@ class Predictor:
         normalised by :func:`boneage.io.load_array`, as a file would be). ``tta``: 1 to MAX_TTA
         copies (0, -5 and 1.5 used to become 1 silently). ``params``: PipelineParams or a dict.
         NotAcceptedError when the image does not look like a child's hand radiograph (see :meth:`read`).
+        ``image`` may also be a :class:`Prepared` from :func:`prepare` (its pipeline and TTA copies are
+        used as they are; ``tta`` and ``params`` then do not apply): the app prepares an upload while
+        the user is still choosing the sex, which the reading needs and the preparation does not.
         """
         n, params = self._checked(tta, params)
-        pixels, meta = _pixels_and_meta(image, name)
+        ready = image if isinstance(image, Prepared) else None
+        pixels, meta = (None, ready.meta) if ready is not None else _pixels_and_meta(image, name)
         inputs, notes = self.resolve_inputs(
             meta, sex, fill_from_tags=fill_from_tags, chronological_age_months=chronological_age_months,
             birth_date=birth_date, study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
             mother_height_cm=mother_height_cm)
-        prep = _prepare_pixels(pixels, meta, n, params)
+        prep = ready if ready is not None else _prepare_pixels(pixels, meta, n, params)
         months, att, pooled = self._run(prep.batch, model_input(inputs.sex))
         return self.finish(prep, inputs, notes, months, att, pooled, accept_unusual=accept_unusual, name=name)
 

@@ -21,6 +21,7 @@ with ui.guard("Prediction"):
     inp = ui.clinical_inputs(src, loaded.meta)
     if inp.sex is None:
         st.info("Choose the sex: the reference differs for boys and girls.", icon=":material/wc:")
+        ui.prepare_ahead(src)  # the pipeline runs while the user chooses
         st.stop()
     unusual = st.session_state.get("predict_accept_unusual", False)
     try:

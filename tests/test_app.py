@@ -135,6 +135,48 @@ def test_app_start_loads_the_model_in_the_background(app_model, monkeypatch):
     assert state._load_predictor(*state._model_key()).model_version
 
 
+def test_streamlit_internals_the_app_relies_on_still_exist():
+    """app.py and ui.keep_keras_session set two private Streamlit names; an upgrade that drops them fails here
+    (the app would still run, but slower: see their docstrings)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import script_runner
+
+    assert hasattr(PagesManager, "uses_pages_directory")
+    assert callable(getattr(script_runner, "_clean_problem_modules", None))
+
+
+def test_the_app_keeps_the_keras_session_between_runs(app_model, monkeypatch):
+    """Streamlit reset Keras after every run (0.4 s of garbage collection, and the next prediction 0.6 s slower)."""
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at = page("streamlit_app.py").run()
+    no_exception(at)
+    at.run()  # the second run's cleanup is surely the patched one
+    assert calls == []
+    plt_closed = []
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda *a: plt_closed.append(a))
+    from streamlit.runtime.scriptrunner import script_runner
+
+    script_runner._clean_problem_modules()
+    assert plt_closed == [("all",)] and calls == []  # what Streamlit's cleanup did besides is kept
+
+
+def test_pages_navigate_by_st_navigation_from_the_first_request():
+    """Serving app.py turns off Streamlit's old pages/ folder mode, so /predict opened first runs the entry script."""
+    import subprocess
+    import sys
+
+    code = ("import runpy; runpy.run_path('app.py'); "
+            "from streamlit.runtime.pages_manager import PagesManager; print(PagesManager.uses_pages_directory)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_home_sample_click_runs_full_prediction(app_model):
     at = page("streamlit_app.py").run()
     at.button(key="gallery_2110").click().run()
@@ -556,3 +598,23 @@ def test_dataset_page_without_the_data_says_what_worst_cases_need(app_model, tmp
     assert any(i.value == ui.WORST_CASES_NEED for i in at.info)
     caps = [c for img in at.image for c in img.captions if c]
     assert sum("reader" in c for c in caps) == len(ui.samples()) > 0
+
+
+def test_an_upload_is_prepared_while_the_sex_is_chosen_and_read_from_the_cache(app_model, monkeypatch):
+    """prepare_ahead (the Predict page calls it at the sex prompt) runs the pipeline once; the reading after
+    the click reuses it, and the cached objects are shared, not unpickled copies (0.2 s per 2000×2500 upload)."""
+    from boneage import predict as predict_mod
+    from boneage.ui import state
+
+    state._background_load(*state._model_key()).join(timeout=TIMEOUT * 4)
+    data = SAMPLE.read_bytes() + b"\0" * 7  # trailing bytes: a new digest, so nothing is cached from other tests
+    src = state.Source(data, "prep.png", state.digest(data))
+    runs = []
+    real = predict_mod._prepare_pixels
+    monkeypatch.setattr(predict_mod, "_prepare_pixels", lambda *a, **k: runs.append(1) or real(*a, **k))
+    state.prepare_ahead(src)
+    assert runs == [1]
+    p1 = state._predict(src.digest, src.data, src.name, "F", None, None, None, None, state.model_identity())
+    assert runs == [1] and 0 <= p1.bone_age_months <= 228
+    p2 = state._predict(src.digest, src.data, src.name, "F", None, None, None, None, state.model_identity())
+    assert p2 is p1 and state.load(src) is state.load(src)

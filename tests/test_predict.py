@@ -274,3 +274,25 @@ def test_overlay_is_clear_where_attention_is_low_and_carries_a_key(predictor):
     np.testing.assert_array_equal(over[:, : plain.shape[1]][low], plain[low])  # fully transparent there
     assert np.abs(over[:, : plain.shape[1]][hm > 0.9].astype(int) - plain[hm > 0.9]).mean() > 20
     np.testing.assert_array_equal(r.overlay_rgb(key=False), over[:, : plain.shape[1]])
+
+
+def test_predict_from_a_prepared_image_equals_predict_from_the_file(predictor, monkeypatch):
+    """The app prepares an upload while the sex is being chosen; reading from it must be the same reading,
+    with the clinical inputs applied, and must not run the pipeline again."""
+    from boneage import predict as predict_mod
+
+    f = sorted(HIRES.glob("*.png"))[0]
+    direct = predictor.predict(f, sex="F", chronological_age_months=120)
+    prep = predict_mod.prepare(f, predictor.params)
+
+    def no_pipeline(*a, **k):
+        raise AssertionError("the pipeline ran again on a prepared image")
+
+    monkeypatch.setattr(predict_mod, "_prepare_pixels", no_pipeline)
+    again = predictor.predict(prep, sex="F", chronological_age_months=120)
+    assert again.bone_age_months == pytest.approx(direct.bone_age_months, abs=1e-4)
+    assert again.tta_predictions == pytest.approx(direct.tta_predictions, abs=1e-4)
+    assert again.clinical is not None and again.clinical.chronological_age_months == 120
+    assert again.warnings == direct.warnings
+    with pytest.raises(predict_mod.PredictionError, match="sex is required"):
+        predictor.predict(prep)

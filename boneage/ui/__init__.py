@@ -29,8 +29,8 @@ from .downloads import File, LiveDownloads, download_row, live_downloads, predic
 from .results import (follow_up_pdf, plain_warning,
                       show_interpretation, show_pipeline, show_prediction, show_refusal, stage_caption)
 from .state import (NOTICE, Source, digest, get_predictor, load, model_dir, model_identity, model_meta,
-                    model_pipeline_params, model_version, predict, read_json, run_pipeline_cached, sidebar,
-                    start_model_load)
+                    model_pipeline_params, model_version, predict, prepare_ahead, read_json, run_pipeline_cached, sidebar,
+                    keep_keras_session, start_model_load)
 
 __all__ = [
     "WORST_CASES_NEED", "shared_data_present", "show_bundled_samples", "Accuracy", "accuracy", "AGE_DATES", "AGE_DIRECT", "AGE_NONE", "File", "LiveDownloads", "download_row", "live_downloads", "ATTRIBUTION", "DISPLAY_MAX_SIDE", "NOTICE", "SAMPLE_MODE", "UPLOAD_HELP",
@@ -41,4 +41,5 @@ __all__ = [
     "prediction_record", "read_json", "render_mapping", "run_pipeline_cached", "safe_thumbnail", "sample_gallery",
     "follow_up_pdf", "sample_source", "samples", "show_interpretation", "show_benchmarks", "show_pipeline",
     "show_prediction", "show_refusal", "sidebar", "stage_caption", "start_model_load", "thumbnail",
+    "keep_keras_session", "prepare_ahead",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,11 +85,67 @@ def _background_load(path: str, mtime: float) -> threading.Thread:
         try:
             _load_predictor(path, mtime).warm_up()
         except Exception:  # noqa: BLE001 - a broken bundle is reported where the model is used
+            return
+        try:  # first uses that would otherwise fall on a user's first reading (2 cores, 2026-11-28):
+            import pydicom  # noqa: F401 - 0.47 s of imports on the first DICOM upload
+
+            from ..charts import growth_chart
+
+            growth_chart("F", 120.0, 118.0, (100.0, 140.0))  # plotly's first figure: 0.14 s more than later ones
+        except Exception:  # noqa: BLE001 - only a warm-up
             pass
+        freeze_long_lived()
 
     t = threading.Thread(target=work, name="boneage-model-warm-up", daemon=True)
     t.start()
     return t
+
+
+def keep_keras_session() -> None:
+    """Stop Streamlit from resetting Keras after every script run (idempotent; call at app start).
+
+    Streamlit's script runner calls ``keras.backend.clear_session()`` after each run
+    (``_clean_problem_modules``, for apps that build models in the script). Ours loads one model
+    into ``st.cache_resource`` and builds nothing per run, and the reset cost every rerun dearly,
+    measured 2026-11-28 on 2 cores: 433–443 ms of full garbage collection with the interpreter lock
+    held (the browser got nothing meanwhile), and the TensorFlow kernel cache cleared, so the next
+    prediction of a 2000×2500 radiograph took 880–1038 ms instead of 294–331 ms. It could also
+    reset Keras's global state while the background thread was loading the model. What Streamlit's
+    cleanup does besides (closing matplotlib figures) is kept. A private Streamlit function: if a
+    later Streamlit renames it, nothing is patched and ``tests/test_app.py`` says so.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    current = getattr(script_runner, "_clean_problem_modules", None)
+    if current is None or getattr(current, "_boneage", False):
+        return  # Streamlit no longer has it, or it is patched already
+
+    def clean_problem_modules() -> None:
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            try:
+                plt.close("all")
+            except Exception:  # noqa: BLE001 - as Streamlit's own cleanup: never fail the app for it
+                pass
+
+    clean_problem_modules._boneage = True  # type: ignore[attr-defined]
+    script_runner._clean_problem_modules = clean_problem_modules
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now (TensorFlow, Keras, the loaded model: ≈ 440,000 of them) out of
+    the garbage collector's view, so a full collection no longer walks them.
+
+    Why: a full collection then costs 0.5 s on 2 cores with the interpreter lock held, during
+    which the server sends nothing to the browser (measured 2026-11-28: 455–555 ms before, 0 ms
+    after ``gc.freeze()``). These objects live as long as the server, so nothing is lost by not
+    collecting them. ``.streamlit/config.toml`` also turns off Streamlit's collection after every
+    run; this covers Python's own full collections and any caller that forces one.
+    """
+    import gc
+
+    gc.collect()  # what is garbage now is freed first, not frozen
+    gc.freeze()
 
 
 def start_model_load() -> None:
@@ -138,7 +195,16 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# Per-image results are cached as objects (st.cache_resource), not pickled copies (st.cache_data):
+# nothing downstream changes them (Predictor copies the warnings it adds to; the pages only read),
+# and pickling cost each new 2000×2500 upload ≈ 0.2 s to store the decoded image and the ≈ 34 MB
+# Prediction (all pipeline stages) and every later rerun ≈ 0.07 s to unpickle them, measured
+# 2026-11-28 with py-spy on the app's server (2 cores). The caches are shared by all sessions,
+# as st.cache_data's were, keyed by the content hash.
+_image_cache = st.cache_resource
+
+
+@_image_cache(show_spinner=False, max_entries=8)
 def _load(key: str, _data: bytes, name: str):
     return load_image(_data, name=name)
 
@@ -148,7 +214,7 @@ def load(src: Source):
     return _load(src.digest, src.data, src.name)
 
 
-@st.cache_data(show_spinner=False, max_entries=12)
+@_image_cache(show_spinner=False, max_entries=12)
 def _pipeline(key: str, _data: bytes, name: str, params: dict):
     from ..pipeline import run_pipeline
 
@@ -160,15 +226,38 @@ def run_pipeline_cached(src: Source, params: PipelineParams):
     return _pipeline(src.digest, src.data, src.name, params.to_dict())
 
 
-@st.cache_data(show_spinner=False, max_entries=12)
+@_image_cache(show_spinner=False, max_entries=12)
+def _prepared(key: str, _data: bytes, name: str, model: str):
+    """Pipeline and TTA copies of an image for the model in use (everything the sex does not change)."""
+    from ..predict import prepare
+
+    return prepare(_load(key, _data, name), _load_predictor(*_model_key()).params, name=name)
+
+
+def prepare_ahead(src: Source) -> None:
+    """Prepare ``src`` for the model now, while the user chooses the sex (the reading needs it; the
+    pipeline does not). Measured 2026-11-28 on the Predict page with a 2000×2500 PNG: the sex prompt
+    reached the browser 0.2 s after the upload's run began and the click's run started 0.5–0.7 s
+    later, while pipeline and TTA copies take ≈ 0.25 s of the 0.35–0.48 s reading; done here, the
+    reading after the click is the model's ≈ 0.1 s. Errors are left for :func:`predict` to report.
+    """
+    if _background_load(*_model_key()).is_alive():
+        return  # the model is still loading: do not compete with it for the 2 cores
+    try:
+        _prepared(src.digest, src.data, src.name, model_identity())
+    except Exception:  # noqa: BLE001 - the real call after the click reports it, one line, to the user
+        pass
+
+
+@_image_cache(show_spinner=False, max_entries=12)
 def _predict(key: str, _data: bytes, name: str, sex: str | None, chronological_age_months: float | None,
              birth_date: dt.date | None, study_date: dt.date | None, height_cm: float | None, model: str,
              father_height_cm: float | None = None, mother_height_cm: float | None = None,
              accept_unusual: bool = False):
-    loaded = _load(key, _data, name)
+    prep = _prepared(key, _data, name, model)
     # fill_from_tags=False: the widgets were pre-filled from the tags, so what they say is what is used
     # ("Not given" means not given); tags that disagree with them still earn a warning.
-    return _load_predictor(*_model_key()).predict(loaded, sex=sex, chronological_age_months=chronological_age_months,
+    return _load_predictor(*_model_key()).predict(prep, sex=sex, chronological_age_months=chronological_age_months,
                                    birth_date=birth_date, study_date=study_date, height_cm=height_cm,
                                    father_height_cm=father_height_cm, mother_height_cm=mother_height_cm, name=name,
                                    fill_from_tags=False, accept_unusual=accept_unusual)
