@@ -4,6 +4,8 @@ The server: Streamlit serving ``streamlit_app.py`` (the pages) plus one route of
 downloads (Predict, Follow-up), so that a download is always built from what the page shows at the moment
 of the click (``boneage/ui/downloads.py`` says why Streamlit's download button could not do that).
 """
+import contextlib
+
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
@@ -17,4 +19,20 @@ from boneage.app_routes import routes
 # the start; tests/test_app.py checks that this flag still exists.
 PagesManager.uses_pages_directory = False
 
-app = st.App("streamlit_app.py", routes=routes())
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(_app):
+    """At server start, before any browser connects: the model loads and warms up in the background
+    (≈ 17 s on 2 busy cores), so even the first visitor's first reading does not wait for it.
+    Streamlit's runtime is running here, so the UI's caches are the ones the pages use (imported at
+    module level, they would be registered without a runtime). streamlit_app.py calls the same two
+    functions, which do nothing the second time, for ``streamlit run streamlit_app.py``."""
+    from boneage import ui
+
+    ui.keep_keras_session()
+    ui.start_model_load()
+    yield
+
+
+app = st.App("streamlit_app.py", routes=routes(), lifespan=_lifespan)

@@ -618,3 +618,34 @@ def test_an_upload_is_prepared_while_the_sex_is_chosen_and_read_from_the_cache(a
     assert runs == [1] and 0 <= p1.bone_age_months <= 228
     p2 = state._predict(src.digest, src.data, src.name, "F", None, None, None, None, state.model_identity())
     assert p2 is p1 and state.load(src) is state.load(src)
+
+
+def test_the_server_loads_the_model_at_start_before_any_browser_connects(app_model):
+    """`streamlit run app.py` with nobody connected: the server log says the model is loaded and warm."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    lines = []
+    guard = threading.Timer(TIMEOUT * 2, proc.kill)  # a silent hang ends the read loop too
+    guard.start()
+    try:
+        for line in proc.stdout:  # ends when the process does
+            lines.append(line)
+            if "loaded and warmed up" in line or "not loaded at start" in line:
+                break
+    finally:
+        guard.cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = "".join(lines)
+    assert re.search(r"model \S+ loaded and warmed up in [\d.]+ s", text), text[-2000:]
+    assert "Traceback" not in text and "No runtime found" not in text, text[-2000:]

@@ -82,9 +82,16 @@ def _model_key() -> tuple[str, float]:
 def _background_load(path: str, mtime: float) -> threading.Thread:
     """Load and warm the model in a background thread, once per server (and model file)."""
     def work():
+        import time
+
+        from streamlit.logger import get_logger  # Streamlit's handler and level: the line shows in the server log
+
+        t0 = time.perf_counter()
         try:
-            _load_predictor(path, mtime).warm_up()
-        except Exception:  # noqa: BLE001 - a broken bundle is reported where the model is used
+            predictor = _load_predictor(path, mtime)
+            predictor.warm_up()
+        except Exception as e:  # noqa: BLE001 - a broken bundle is reported where the model is used
+            get_logger("boneage").warning("model not loaded at start (%s); the pages will say why", type(e).__name__)
             return
         try:  # first uses that would otherwise fall on a user's first reading (2 cores, 2026-11-28):
             import pydicom  # noqa: F401 - 0.47 s of imports on the first DICOM upload
@@ -95,6 +102,8 @@ def _background_load(path: str, mtime: float) -> threading.Thread:
         except Exception:  # noqa: BLE001 - only a warm-up
             pass
         freeze_long_lived()
+        get_logger("boneage").info("model %s loaded and warmed up in %.1f s", predictor.model_version,
+                                   time.perf_counter() - t0)
 
     t = threading.Thread(target=work, name="boneage-model-warm-up", daemon=True)
     t.start()
