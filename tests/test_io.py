@@ -768,3 +768,16 @@ def test_dicom_window_that_keeps_the_subject_is_applied():
     img = load_image(dicom_bytes(ds))
     assert not any("window" in w for w in img.meta.warnings)
     assert np.all(img.pixels[raw < 1400] == 0)  # the window (not min-max) was applied
+
+
+def test_integer_images_normalise_through_a_table_bit_for_bit():
+    """8/16-bit grey (PNG, TIFF) skips the float64 copy: the table gives the same float32 values exactly."""
+    from boneage.io import _normalise
+
+    rng = np.random.default_rng(7)
+    for dtype, top in ((np.uint8, 256), (np.uint16, 4096), (np.uint16, 65536), (np.dtype(">u2"), 65536)):
+        a = rng.integers(5, top, (123, 97)).astype(dtype)
+        fast, slow = _normalise(a, "x"), _normalise(a.astype(np.float64), "x")
+        assert fast.dtype == np.float32 and np.array_equal(fast.view(np.uint32), slow.view(np.uint32))
+    with pytest.raises(ImageError, match="blank"):
+        _normalise(np.full((10, 10), 9, np.uint8), "x")
