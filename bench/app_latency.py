@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,14 +27,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the tests' way to start the server and to write a DICOM
+
+from conftest import dicom_from, free_port, streamlit_command  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 GOAL_S = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _files(folder: Path, n: int, dicom: bool) -> list[Path]:
@@ -53,9 +50,6 @@ def _files(folder: Path, n: int, dicom: bool) -> list[Path]:
         f = folder / f"hand_{i}.png"
         cv2.imwrite(str(f), img)
         if dicom:
-            sys.path.insert(0, str(REPO / "tests"))
-            from conftest import dicom_from
-
             d = folder / f"hand_{i}.dcm"
             d.write_bytes(dicom_from(f, PatientSex="F", PatientBirthDate="20140115", StudyDate="20250301"))
             f = d
@@ -73,13 +67,10 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="boneage-latency-"))
     files = _files(tmp, a.repeats, a.dicom)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with open(tmp / "server.log", "wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                   "--server.port", str(port), "--server.address", "127.0.0.1",
-                                   "--browser.gatherUsageStats", "false"], cwd=REPO, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(streamlit_command(port), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     rows = []
     try:
         deadline = time.time() + 120

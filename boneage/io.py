@@ -594,7 +594,8 @@ _INT_GREY_MODES = ("L", "I;16", "I;16B", "I;16L", "I;16N")  # 8/16-bit unsigned 
 
 
 def _pil_to_gray(im, k: int, warnings: list[str], info: dict | None = None) -> np.ndarray:
-    """PIL image -> 2-D float64 gray at the source precision, k×k block means (forces the decode).
+    """PIL image -> 2-D gray at the source precision, k×k block means (forces the decode): float64,
+    or the stored 8/16-bit integers for a grey image kept at full size (``_normalise`` takes both).
 
     Rows are cropped, converted and reduced a strip at a time, so no full-size copy is made
     beyond PIL's own decoded image.

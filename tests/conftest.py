@@ -5,12 +5,27 @@ Keep this small; test-specific helpers belong in the test modules.
 from __future__ import annotations
 
 import io
+import socket
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from boneage.paths import FIXTURES_DIR, MODELS_DIR, shared_data_dir
+
+def free_port() -> int:
+    """A local TCP port nobody listens on now (for a server started by a test or a bench script)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def streamlit_command(port: int) -> list[str]:
+    """The app's server as the README starts it (``streamlit run app.py``), headless on 127.0.0.1:``port``."""
+    return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+
 
 HIRES_PATHS = sorted((FIXTURES_DIR / "hires").glob("*.png"))  # 8 segmented left hands, ~800×1040
 THUMB_PATHS = sorted((FIXTURES_DIR / "thumbs").glob("*.png"))  # 64 raw 100×100 thumbnails

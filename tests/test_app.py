@@ -622,17 +622,12 @@ def test_an_upload_is_prepared_while_the_sex_is_chosen_and_read_from_the_cache(a
 
 def test_the_server_loads_the_model_at_start_before_any_browser_connects(app_model):
     """`streamlit run app.py` with nobody connected: the server log says the model is loaded and warm."""
-    import socket
     import subprocess
-    import sys
     import threading
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=REPO, stdout=subprocess.PIPE,
+    from conftest import free_port, streamlit_command
+
+    proc = subprocess.Popen(streamlit_command(free_port()), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
     lines = []
     guard = threading.Timer(TIMEOUT * 2, proc.kill)  # a silent hang ends the read loop too

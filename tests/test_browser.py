@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import re
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import free_port, streamlit_command
 from test_app import _dicom_from, app_model  # noqa: F401  (app_model: session fixture, a usable model)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,19 +47,11 @@ else:  # expect()'s own 5 s default is shorter than one rerun on a loaded 2-core
     expect.set_options(timeout=30_000)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(app_model, tmp_path_factory):  # noqa: F811
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = streamlit_command(port)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
     base = f"http://127.0.0.1:{port}"
@@ -251,14 +242,14 @@ def test_every_page_and_predict_flow_in_chromium(server, page, tmp_path):
     # radiograph: a PNG (no sex in the file: the user picks it, a second rerun) and a DICOM whose
     # PatientSex tag fills it in (one step). Event-driven waits, so the polling adds no delay.
     big = tmp_path / "hand_2000x2500.png"
-    img = cv2.imread(str(SAMPLE), cv2.IMREAD_GRAYSCALE)
-    cv2.imwrite(str(big), cv2.resize(img, (2000, 2500), interpolation=cv2.INTER_CUBIC))
+    img = cv2.resize(cv2.imread(str(SAMPLE), cv2.IMREAD_GRAYSCALE), (2000, 2500), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(big), img)
     big_dcm = tmp_path / "hand_2000x2500.dcm"
     big_dcm.write_bytes(_dicom_from(big, PatientSex="F", PatientBirthDate="20140115", StudyDate="20250301"))
     # A second PNG with other bytes: the app caches by content, so the same file again would be read from
     # the cache (0.5 s faster) and would not measure a new upload.
     big2 = tmp_path / "hand_2000x2500_b.png"
-    img2 = cv2.resize(img, (2000, 2500), interpolation=cv2.INTER_CUBIC)
+    img2 = img.copy()
     img2[0, 0] ^= 1
     cv2.imwrite(str(big2), img2)
     timings = {}
