@@ -170,6 +170,21 @@ def test_looks_inverted():
     assert P.looks_inverted(1.0 - img)
 
 
+@pytest.mark.parametrize("path", HIRES_PATHS[:4], ids=lambda p: p.stem)
+def test_large_input_polarity_judged_on_its_reduced_copy_gives_the_full_size_verdict(path):
+    """A 2000×2500 input is judged on its frame-sized copy (25 ms less): the same verdict as the
+    full-size judgement, for the radiograph and its inverted copy, and a normal image's model
+    input is unchanged by the flip logic (the inverted copy keeps the full-size re-framing)."""
+    img = cv2.resize(load_image(path).pixels, (2000, 2500), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    for x in (img, 1.0 - img):
+        full_verdict = P.looks_inverted(P.minmax_normalise(x))
+        assert run_pipeline(x).inverted == full_verdict
+    assert not run_pipeline(img).inverted and run_pipeline(1.0 - img).inverted
+    small = P.fit_to_frame(img, 800, 1000)
+    assert small.shape == (1000, 800)  # 2000×2500 has the frame's aspect: no bars
+    np.testing.assert_array_equal(P.resize_to_frame(img, 800, 1000), P.letterbox(small, 800, 1000))
+
+
 def test_film_on_grey_surround_is_not_inverted():
     """A scanned film on a grey light-box surround: the ring is brighter than the centre, but bone
     is brighter still, so the image must not be flipped (the old test flipped such films)."""
