@@ -374,12 +374,35 @@ def add_member(path: str | Path | Bundle, meta: BundleMeta, source: str | Path, 
     if Path(name).name != name or not name.endswith(".keras") or name == MODEL_FILE or name in have:
         raise BundleError(f"{name!r} is not a new member file name")
     try:
-        load_model(src).save(b.file(name))
+        net = load_model(src)
     except Exception as exc:  # noqa: BLE001 - Keras/TF raise anything from ValueError to their own types
         first = " ".join(str(exc).split())[:160] or exc.__class__.__name__
         raise BundleError(f"{src}: cannot load the model to add ({first})") from None
+    size = _image_size(net)
+    want = (meta.pipeline.model_height, meta.pipeline.model_width)
+    if size is not None and size != want:
+        # Trained at another input size: it reads the bundle's pipeline output resized to its
+        # own grid (boneage.model.resized_input), so the bundle keeps one pipeline and TTA batch.
+        from .model import resized_input
+
+        try:
+            backbone = read_meta(Bundle(src.parent)).provenance.backbone
+        except BundleError:  # a bare .keras file: the bundle's own backbone
+            backbone = None
+        net = resized_input(net, want, backbone or meta.provenance.backbone or "efficientnet_lite0")
+    net.save(b.file(name))
     meta = meta.with_section(ENSEMBLE_SECTION, EnsembleSpec((*have, name)).to_section())
     return meta if name in meta.files else dataclasses.replace(meta, files=(*meta.files, name))
+
+
+def _image_size(model) -> tuple[int, int] | None:
+    """(height, width) of a network's ``image`` input, or None when it does not say."""
+    shapes = {str(getattr(t, "name", "")).split(":")[0]: tuple(getattr(t, "shape", ()) or ())
+              for t in getattr(model, "inputs", None) or []}
+    shape = shapes.get("image")
+    if not shape or len(shape) < 3 or None in shape[1:3]:
+        return None
+    return int(shape[1]), int(shape[2])
 
 
 def check_matches(model, meta: BundleMeta, b: Bundle, model_file: Path) -> None:
@@ -388,13 +411,8 @@ def check_matches(model, meta: BundleMeta, b: Bundle, model_file: Path) -> None:
     A ``meta.json`` that does not belong to its model used to surface as a multi-line TensorFlow
     trace at the first prediction (input shape mismatch); this is one line at load time.
     """
-    shapes = {str(getattr(t, "name", "")).split(":")[0]: tuple(getattr(t, "shape", ()) or ())
-              for t in getattr(model, "inputs", None) or []}
-    shape = shapes.get("image")
-    if not shape or len(shape) < 3 or None in shape[1:3]:
-        return
-    want, got = (int(shape[1]), int(shape[2])), (meta.pipeline.model_height, meta.pipeline.model_width)
-    if want != got:
+    want, got = _image_size(model), (meta.pipeline.model_height, meta.pipeline.model_width)
+    if want is not None and want != got:
         raise BundleError(
             f"{b.meta_file} does not match {model_file.name}: the network takes {want[0]}×{want[1]} images but "
             f"the bundle's pipeline makes {got[0]}×{got[1]}; use the meta.json saved with this model"

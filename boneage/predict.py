@@ -247,6 +247,12 @@ class Predictor:
                 if att is None:
                     att = np.zeros((n, *at.shape[1:]), at.dtype)
                     pooled = np.zeros((n, *po.shape[1:]), po.dtype)
+                if at.shape[1:3] != att.shape[1:3]:
+                    # A member working at another input size (boneage.model.resized_input) has a
+                    # finer attention grid; only copy 0's map (network 0) is shown, the rest are
+                    # brought onto its grid so one array holds them.
+                    gh, gw = att.shape[1:3]
+                    at = np.stack([cv2.resize(a[..., 0], (gw, gh), interpolation=cv2.INTER_AREA) for a in at])[..., None]
                 months[rows], att[rows], pooled[rows] = mo.reshape(-1), at, po
         return months, att[..., 0], pooled
 

@@ -46,12 +46,25 @@ def band_table(y: np.ndarray, p: np.ndarray) -> dict:
     return out
 
 
-def predict(models: list[str], x: np.ndarray, male: np.ndarray) -> np.ndarray:
+def model_params(model: str, default: PipelineParams) -> PipelineParams:
+    """The pipeline parameters a model was trained with (its bundle's meta; its own input size)."""
+    path = Path(model)
+    folder = path if path.is_dir() else path.parent
+    try:
+        return bundle.read_meta(bundle.Bundle(folder)).pipeline
+    except Exception:  # a bare .keras file without meta.json: the shipped model's parameters
+        return default
+
+
+def predict(models: list[str], inputs) -> np.ndarray:
+    """Average of the models' outputs; ``inputs(params)`` gives (images, male) on each model's own grid."""
     from boneage.model import load_model
     from boneage.train import predict_arrays
 
-    preds = [predict_arrays(load_model(bundle.Bundle(Path(m)).model_file if Path(m).is_dir() else m), x, male)
-             for m in models]
+    preds = []
+    for m in models:
+        x, male = inputs(m)
+        preds.append(predict_arrays(load_model(bundle.Bundle(Path(m)).model_file if Path(m).is_dir() else m), x, male))
     return np.mean(preds, axis=0)
 
 
@@ -87,12 +100,25 @@ def main() -> int:
     val = (lab["id"].map(is_validation) & lab["ok"]).to_numpy()
     x, y = prep.images[val], lab["boneage_months"].to_numpy(float)[val]
     male, ids = lab["male"].to_numpy(float)[val], lab["id"][val].tolist()
+    caches = {params: x}
+
+    def inputs(model: str):
+        """A model trained at another input size reads the same ids prepared at its size."""
+        mp = model_params(model, params)
+        if mp not in caches:
+            other = build_cache(a.data, mp)
+            pos = other.labels.set_index("id").index.get_indexer(ids)
+            if (pos < 0).any():
+                raise SystemExit(f"{model}: its cache lacks {int((pos < 0).sum())} of the validation ids")
+            caches[mp] = other.images[pos]
+        return caches[mp], male
+
     rows = []
     if a.baseline:  # rows recorded earlier (e.g. the pipeline-version-3 model, whose inputs can no longer be built)
         rows += json.loads(Path(a.baseline).read_text())["rows"][: a.keep]
     preds = {}
     for name, models in a.row:
-        p = predict(models.split(","), x, male)
+        p = predict(models.split(","), inputs)
         preds[name] = p
         rows.append({"row": name, "models": models, "pipeline_version": PIPELINE_VERSION, "n": int(len(y)),
                      **band_table(y, p), "training_cost": costs.get(name, "none (no training)")})

@@ -188,6 +188,33 @@ def test_ensemble_members_share_the_tta_copies(bundles, tmp_path):
     assert two[1][0] == pytest.approx(want, abs=1e-2)
 
 
+def test_a_member_trained_at_another_size_reads_the_bundles_input_resized(bundles, tmp_path):
+    """add_member wraps a 96×80 network so it reads the 160×128 pipeline output (bilinear resize
+    first, boneage.model.resized_input): same weights, the same answer as the bare network on
+    the resized copies, and the attention of every copy on network 0's grid."""
+    import keras
+
+    from boneage.io import load_image
+    from boneage.model import load_model
+    from boneage.predict import Predictor, prepare
+    from boneage.train import predict_arrays
+
+    b = _copy_bundle(bundles[0], tmp_path / "sizes")
+    bundle.write_meta(b, bundle.add_member(b, bundle.read_meta(b), bundles[2]))
+    member = load_model(b / "member-1.keras")
+    assert tuple(member.inputs[0].shape[1:3]) == (160, 128) and member.get_layer("input_resize") is not None
+    p = Predictor.load(b)
+    r = p.predict(THUMB, sex="M", tta=4, accept_unusual=True)
+    prep = prepare(load_image(THUMB), p.params, tta=4)
+    small = keras.ops.convert_to_numpy(keras.layers.Resizing(96, 80)(prep.batch))
+    bare = predict_arrays(load_model(bundles[2] / "model.keras"), small[..., 0] * 255.0, np.ones(4))
+    first = predict_arrays(load_model(bundles[0] / "model.keras"), prep.batch[..., 0] * 255.0, np.ones(4))
+    assert r.tta_predictions == pytest.approx([first[0], bare[1], first[2], bare[3]], abs=1e-2)
+    (months, att, pooled), = p.predict_prepared([prep], ["M"])
+    grid = Predictor.load(bundles[0]).predict(THUMB, sex="M", tta=1, accept_unusual=True).attention_map.shape
+    assert att.shape == (4, *grid) and r.attention_map.shape == grid
+
+
 def test_ensemble_bundles_that_cannot_work_fail_at_load_in_one_line(bundles, tmp_path):
     from boneage.predict import PredictionError, Predictor
 
@@ -195,8 +222,9 @@ def test_ensemble_bundles_that_cannot_work_fail_at_load_in_one_line(bundles, tmp
     b = _copy_bundle(bundles[0], tmp_path / "missing")
     bundle.write_meta(b, bundle.read_meta(b).with_section("ensemble", {"members": ["member-1.keras"]}))
     cases["missing"] = b
-    b = _copy_bundle(bundles[0], tmp_path / "size")
-    bundle.write_meta(b, bundle.add_member(b, bundle.read_meta(b), bundles[2]))  # a 96×80 network in a 160×128 bundle
+    b = _copy_bundle(bundles[0], tmp_path / "size")  # a 96×80 network copied by hand into a 160×128 bundle
+    (b / "member-1.keras").write_bytes((bundles[2] / "model.keras").read_bytes())
+    bundle.write_meta(b, bundle.read_meta(b).with_section("ensemble", {"members": ["member-1.keras"]}))
     cases["does not match"] = b
     b = _copy_bundle(bundles[0], tmp_path / "garbled")
     (b / "member-1.keras").write_bytes(b"not a model")
