@@ -302,13 +302,15 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
     if card.get("ensemble"):
         ens = card["ensemble"]
         L += ["", "## Ensemble",
-              f"{len(ens) + 1} networks: `{bundle.MODEL_FILE}` (the training above) and {len(ens)} more, trained apart. "
-              "They share the TTA copies of an image — copy *i* is read by network *i* mod {len(ens) + 1}, so copy 0 "
+              f"{len(ens) + 1} networks: `{bundle.MODEL_FILE}` (the training above) and {len(ens)} more, each with its own training below. "
+              f"They share the TTA copies of an image — copy *i* is read by network *i* mod {len(ens) + 1}, so copy 0 "
               "(the image itself, whose attention map is drawn and whose features the acceptance check compares) is "
-              "always read by the first — so the ensemble costs what one network costs.", ""]
+              "always read by the first — so the ensemble reads as many copies as one network would (a member working "
+              "at a larger input size costs more per copy: see the speed table).", ""]
         for m in ens:
             L += [f"- `{m['file']}`: validation MAE {_fmt(m['val_mae_no_tta'])} months alone (no TTA), "
-                  f"{m['train_minutes']:.0f} min of training beyond the shared phases:", "", "  ```bash",
+                  f"{m['train_minutes']:.0f} min of training beyond the shared phases"
+                  + (f"; {m['note']}" if m.get("note") else "") + ":", "", "  ```bash",
                   *[textwrap.indent(command_lines(c), "  ") for c in m["command"]], "  ```", ""]
     if card.get("benchmarks"):
         L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
