@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Mapping
 
+from . import _quiet  # noqa: F401  (before the first keras import: TensorFlow's start-up lines off stderr)
 import keras
 import numpy as np
 

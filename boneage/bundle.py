@@ -423,6 +423,7 @@ def new_meta(*, model_version: str, backbone: str, image_height: int, image_widt
              label_mean_months: float, label_sd_months: float, val_residual_sd_months: float,
              val_mae_months: float | None, trained_on: str, trainable_fraction: float | None = None) -> BundleMeta:
     """Metadata for a freshly trained model: provenance (backend, pipeline version) filled in here, once."""
+    from . import _quiet  # noqa: F401
     import keras
 
     return BundleMeta(

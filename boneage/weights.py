@@ -136,6 +136,7 @@ def _convert_xception(keras_file: Path) -> dict[str, np.ndarray]:
     (``conv2d_3``...) that depend on what else the process has built, so loading goes by
     position and checks the explicit ``block*`` names. Independent of input size.
     """
+    from . import _quiet  # noqa: F401
     import keras
 
     try:

@@ -223,13 +223,15 @@ def test_predict_params_dict_or_refused(predictor):
 def test_non_finite_model_output_is_refused(predictor, monkeypatch):
     from boneage.predict import PredictionError
 
-    real = predictor._fn
+    def broken(real):
+        def fn(x):
+            months, *rest = real(x)  # months, attention (and the pooled features the acceptance check reads)
+            return (np.full(np.shape(months), np.nan, np.float32), *rest)
+        return fn
 
-    def broken(x):
-        months, *rest = real(x)  # months, attention (and the pooled features the acceptance check reads)
-        return (np.full(np.shape(months), np.nan, np.float32), *rest)
-
-    monkeypatch.setattr(predictor, "_fn", broken)
+    # every network of the bundle (the shipped one is an ensemble: its copies go to _fns)
+    monkeypatch.setattr(predictor, "_fns", [broken(f) for f in predictor._fns])
+    monkeypatch.setattr(predictor, "_fn", predictor._fns[0])
     with pytest.raises(PredictionError, match="non-finite bone age"):
         predictor.predict(HIRES / "1437.png", sex="F", tta=1)
 
