@@ -385,10 +385,8 @@ def add_member(path: str | Path | Bundle, meta: BundleMeta, source: str | Path, 
         # own grid (boneage.model.resized_input), so the bundle keeps one pipeline and TTA batch.
         from .model import resized_input
 
-        try:
-            backbone = read_meta(Bundle(src.parent)).provenance.backbone
-        except BundleError:  # a bare .keras file: the bundle's own backbone
-            backbone = None
+        run = Bundle(src.parent)  # a run folder's meta.json names its backbone; a bare .keras file takes the bundle's
+        backbone = read_meta(run).provenance.backbone if run.meta_file.is_file() else None
         net = resized_input(net, want, backbone or meta.provenance.backbone or "efficientnet_lite0")
     net.save(b.file(name))
     meta = meta.with_section(ENSEMBLE_SECTION, EnsembleSpec((*have, name)).to_section())

@@ -187,8 +187,12 @@ class Predictor:
             raise PredictionError(f"{Path(path).parent}: {e}") from None
         # Network 0 is model.keras; ensemble members (boneage.bundle.EnsembleSpec) share the TTA copies.
         self._fns = [self._compile(with_explanation_outputs(net)) for net in (model, *members)]
-        self._fn = self._fns[0]
         self._lock = threading.Lock()
+
+    @property
+    def _fn(self):
+        """Network 0's compiled call (``model.keras``), derived so it cannot drift from ``_fns``."""
+        return self._fns[0]
 
     @property
     def networks(self) -> int:

@@ -49,11 +49,9 @@ def band_table(y: np.ndarray, p: np.ndarray) -> dict:
 def model_params(model: str, default: PipelineParams) -> PipelineParams:
     """The pipeline parameters a model was trained with (its bundle's meta; its own input size)."""
     path = Path(model)
-    folder = path if path.is_dir() else path.parent
-    try:
-        return bundle.read_meta(bundle.Bundle(folder)).pipeline
-    except Exception:  # a bare .keras file without meta.json: the shipped model's parameters
-        return default
+    b = bundle.Bundle(path if path.is_dir() else path.parent)
+    # a bare .keras file without meta.json reads the shipped model's inputs; a malformed one stops here
+    return bundle.read_meta(b).pipeline if b.meta_file.is_file() else default
 
 
 def predict(models: list[str], inputs) -> np.ndarray:

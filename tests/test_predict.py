@@ -231,7 +231,6 @@ def test_non_finite_model_output_is_refused(predictor, monkeypatch):
 
     # every network of the bundle (the shipped one is an ensemble: its copies go to _fns)
     monkeypatch.setattr(predictor, "_fns", [broken(f) for f in predictor._fns])
-    monkeypatch.setattr(predictor, "_fn", predictor._fns[0])
     with pytest.raises(PredictionError, match="non-finite bone age"):
         predictor.predict(HIRES / "1437.png", sex="F", tta=1)
 
