@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--requests", type=int, default=12, help="requests per client level")
-    ap.add_argument("--tta", type=int, default=None, help="server's TTA copies (default 8)")
+    ap.add_argument("--tta", type=int, default=None, help="server's TTA copies (default: the bundle's)")
     ap.add_argument("--workers", type=int, default=None, help="server's --workers (default: cores)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)

@@ -180,6 +180,7 @@ def score(
     from tqdm import tqdm
 
     out = Path(out_csv)
+    tta = predictor.tta if tta is None else tta  # the workers prepare the copies: the bundle's count
     out.parent.mkdir(parents=True, exist_ok=True)
     done = done_files(out)
     todo = [str(f) for f in files if str(f) not in done]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 # Trailing key parts that are units (longest first), and how a reader writes them.
 _UNITS = (("images_per_s", "images/s"), ("over_xception", "× one Xception-299 forward"), ("ms", "ms"), ("s", "s"))
 # Key parts that qualify the figure.
-_QUALIFIERS = {"median": "median", "p90": "90th percentile", "tta8": "8× TTA", "no_tta": "no TTA", "1min": "1 min"}
+_QUALIFIERS = {"median": "median", "p90": "90th percentile", "no_tta": "no TTA", "1min": "1 min"}
 # Words a reader expects instead of the key's spelling.
 _WORDS = {"xception299": "Xception-299", "end to end": "end to end", "loadavg": "load average",
           "load avg": "load average", "cpu count": "CPUs", "cpus": "CPUs", "opencv": "OpenCV", "png": "PNG",
@@ -56,6 +56,10 @@ def describe_key(key: str) -> tuple[str, str]:
         if k.endswith("_" + q):
             k, quals = k[: -len(q) - 1], [words]
             break
+    else:
+        m = re.match(r"(.*)_tta(\d+)$", k)  # the bundle's TTA count (boneage.bundle.TTASpec): end_to_end_ms_tta6
+        if m:
+            k, quals = m.group(1), [f"{m.group(2)}× TTA"]
     for suffix, words in _UNITS:
         if k == suffix or k.endswith("_" + suffix):
             k, unit = k[: -len(suffix)].rstrip("_"), words

@@ -298,6 +298,38 @@ def load(path: str | Path | None = None):
 
 # ------------------------------------------------------------------------------------ ensembles
 
+TTA_SECTION = "tta"
+DEFAULT_TTA_COPIES = 8  # bundles written before the count was a setting were all calibrated on 8
+MAX_TTA_COPIES = 64
+
+
+@dataclass(frozen=True)
+class TTASpec:
+    """How many test-time-augmentation copies a prediction reads (section ``tta`` of ``meta.json``).
+
+    Why a bundle setting and not a constant: the acceptance check's TTA-spread threshold and the
+    90 % interval table are calibrated on one count, so the count belongs with them; and the
+    model part's cost is (copies × networks), the trade-off issue #9's 60 ms budget sets. An
+    explicit ``--tta`` still overrides it (the spread is then not judged).
+    """
+
+    copies: int
+
+    @classmethod
+    def from_meta(cls, meta: "BundleMeta") -> "TTASpec":
+        d = meta.section(TTA_SECTION)
+        if d is None:
+            return cls(DEFAULT_TTA_COPIES)
+        n = d.get("copies")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TTA_COPIES:
+            raise BundleError(f"meta.json: section 'tta' needs 'copies', a whole number from 1 to {MAX_TTA_COPIES}, "
+                              f"got {n!r}")
+        return cls(n)
+
+    def to_section(self, why: str = "") -> dict:
+        return {"copies": int(self.copies), **({"why": why} if why else {})}
+
+
 ENSEMBLE_SECTION = "ensemble"
 
 

@@ -334,6 +334,7 @@ def cmd_evaluate(a) -> int:
 
 def cmd_train(a) -> int:
     h, w = a.image_size
+    ih, iw = a.input_size or (None, None)
     if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
                                (preflight.existing_path, a.init_from)):
         return _fail(err)
@@ -342,6 +343,7 @@ def cmd_train(a) -> int:
 
     cfg = TrainConfig(
         data=a.data, out=a.out, backbone=a.backbone, image_height=h, image_width=w, epochs=a.epochs,
+        input_height=ih, input_width=iw,
         batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction, pretrained=not a.no_pretrained,
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
@@ -404,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: $RAY_ADDRESS or a local Ray)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
-    s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
+    s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default: the bundle's, 8 unless its meta.json says; 1 = off)")
     s.add_argument("--age-months", type=float, action="append",
                    help="chronological age in months (once for every file, or once per file)")
     s.add_argument("--birth-date", type=_date)
@@ -435,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="predictions running at once (default: cores)")
     s.add_argument("--queue", type=int, default=0, help="requests allowed to wait beyond --workers (default 4 × workers); more get 503")
     s.add_argument("--max-upload-mb", type=float, default=100, help="largest upload accepted (default 100 MB)")
-    s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default 8; 1 = off)")
+    s.add_argument("--tta", type=int, default=None, help="test-time augmentation copies (default: the bundle's, 8 unless its meta.json says; 1 = off)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("evaluate", help="predict every image of a labelled folder and report errors")
@@ -455,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default=t.backbone)
     s.add_argument("--image-size", type=_size, default=(t.image_height, t.image_width),
                    help=f"HEIGHTxWIDTH of the model input (default {t.image_height}x{t.image_width})")
+    s.add_argument("--input-size", type=_size, default=None,
+                   help="HEIGHTxWIDTH of the pipeline output the network reads, resized inside it to --image-size "
+                        "(an ensemble member at a finer grid reading the bundle's 160x128 output; default: --image-size)")
     s.add_argument("--epochs", type=int, default=t.epochs)
     s.add_argument("--batch-size", type=int, default=t.batch_size)
     s.add_argument("--lr", type=float, default=t.learning_rate)

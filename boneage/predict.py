@@ -27,8 +27,8 @@ from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
-DEFAULT_TTA = 8
-MAX_TTA = 64  # copies per image; more adds time, not accuracy (the spread settles by 8)
+from .bundle import DEFAULT_TTA_COPIES as DEFAULT_TTA  # a bundle may set its own (boneage.bundle.TTASpec)
+from .bundle import MAX_TTA_COPIES as MAX_TTA  # copies per image; more adds time, not accuracy
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
 ATTENTION_FLOOR = 0.5  # attention below this share of its peak is drawn transparent
 
@@ -178,6 +178,12 @@ class Predictor:
         self.params = meta.pipeline
         self.model_version = meta.model_version
         self.residual_sd = meta.labels.val_residual_sd_months
+        from .bundle import BundleError, TTASpec
+
+        try:  # TTA copies per prediction: the count the acceptance check and intervals were calibrated on
+            self.tta: int = TTASpec.from_meta(meta).copies
+        except BundleError as e:
+            raise PredictionError(f"{Path(path).parent}: {e}") from None
         # The acceptance check and the interval table live beside the model (the one place each is read).
         self.acceptance: AcceptanceCheck | None = AcceptanceCheck.load(Path(path).parent)
         self.intervals: IntervalTable | None = IntervalTable.load(Path(path).parent)
@@ -392,7 +398,7 @@ class Predictor:
         return out
 
     def _checked(self, tta, params) -> tuple[int, PipelineParams]:
-        n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+        n = self.tta if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
         return n, (self.params if params is None else PipelineParams.coerce(params))
 
     def _read(self, pixels: np.ndarray, meta: ImageMeta | None, sx: Sex, n: int, params: PipelineParams, *,
@@ -409,7 +415,7 @@ class Predictor:
     def examine_many(self, items: list[tuple[np.ndarray, ImageMeta | None, str]], *, tta: int | None = None,
                      params: PipelineParams | None = None) -> list["Examination"]:
         """:meth:`examine` for several images with one forward pass (the calibration sweep's path)."""
-        n = DEFAULT_TTA if tta is None else max(1, int(tta))
+        n = self.tta if tta is None else max(1, int(tta))
         preps = [_prepare_pixels(px, meta, n, params or self.params) for px, meta, _ in items]
         outs = self.predict_prepared(preps, [sex for _, _, sex in items])
         return [Examination(px, meta, prep.pipeline, mo, at[0], po[0], self.scores(prep, mo, po))
@@ -422,7 +428,7 @@ class Predictor:
         if pooled is not None:
             space = self.acceptance.space if self.acceptance else None
             scores.update(model_scores(pooled[0], float(np.std(months)) if n > 1 else 0.0, space))
-            if n != DEFAULT_TTA:  # the TTA-spread threshold was calibrated on 8 copies; other counts skip it
+            if n != self.tta:  # the TTA-spread threshold was calibrated on the bundle's count; others skip it
                 scores.pop("tta_sd_months")
         return scores
 

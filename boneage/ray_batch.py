@@ -28,7 +28,8 @@ class RayScorer:
 
         self.predictor = Predictor.load(model)
         self.params = self.predictor.params.to_dict()
-        self.sex, self.tta, self.clinical = sex, tta, clinical
+        self.sex, self.clinical = sex, clinical
+        self.tta = self.predictor.tta if tta is None else tta  # the bundle's count unless asked otherwise
 
     def __call__(self, batch: dict) -> dict:
         rows, ready = [], []

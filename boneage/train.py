@@ -45,6 +45,11 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"
     image_height: int = 160
     image_width: int = 128
+    # The pipeline output the network reads, when it differs from the grid it works at
+    # (image_height × image_width): the network resizes it first (boneage.model.resized_input).
+    # Why: an ensemble member at a finer grid trained on exactly what the bundle feeds it.
+    input_height: int | None = None
+    input_width: int | None = None
     epochs: int = 14
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -80,6 +85,11 @@ class TrainConfig:
         c.backbone = check_choice(c.backbone, "backbone", BACKBONES, flag="--backbone")
         c.image_height = check_int(c.image_height, "image_height", lo=32, hi=1024, flag="--image-size")
         c.image_width = check_int(c.image_width, "image_width", lo=32, hi=1024, flag="--image-size")
+        if (c.input_height is None) != (c.input_width is None):
+            raise ParameterError("input_height and input_width go together (--input-size HEIGHTxWIDTH)")
+        if c.input_height is not None:
+            c.input_height = check_int(c.input_height, "input_height", lo=32, hi=1024, flag="--input-size")
+            c.input_width = check_int(c.input_width, "input_width", lo=32, hi=1024, flag="--input-size")
         c.epochs = check_int(c.epochs, "epochs", lo=1, hi=10_000, flag="--epochs")
         c.batch_size = check_int(c.batch_size, "batch_size", lo=1, hi=4096, flag="--batch-size")
         c.learning_rate = check_float(c.learning_rate, "learning_rate", lo=0.0, lo_open=True, hi=1.0, flag="--lr")
@@ -106,9 +116,17 @@ class TrainConfig:
             raise ParameterError(f"pipeline must be a dict of PipelineParams fields, got {type(c.pipeline).__name__}")
         self.pipeline_params()  # its own checks
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the images the network reads: the pipeline's output size."""
+        if self.input_height is None:
+            return self.image_height, self.image_width
+        return self.input_height, self.input_width
+
     def pipeline_params(self) -> PipelineParams:
         p = PipelineParams.from_dict(self.pipeline)
-        return PipelineParams.from_dict({**p.to_dict(), "model_height": self.image_height, "model_width": self.image_width})
+        h, w = self.input_size
+        return PipelineParams.from_dict({**p.to_dict(), "model_height": h, "model_width": w})
 
 
 def get_strategy(name: str):
@@ -271,7 +289,8 @@ def _prepare(cfg: TrainConfig, log) -> _Prepared:
     from .data import build_cache, split
 
     params = cfg.pipeline_params()
-    log(f"preparing images from {cfg.data} (pipeline at {params.frame_width}×{params.frame_height}, model input {cfg.image_height}×{cfg.image_width}) …")
+    log(f"preparing images from {cfg.data} (pipeline at {params.frame_width}×{params.frame_height}, model input {params.model_height}×{params.model_width}"
+        f"{'' if cfg.input_size == (cfg.image_height, cfg.image_width) else f', resized to {cfg.image_height}×{cfg.image_width} inside the network'}) …")
     t0 = time.time()
     prep = build_cache(cfg.data, params, cache_dir=cfg.cache_dir, workers=cfg.workers, limit=cfg.limit)
     lab = prep.labels
@@ -313,7 +332,7 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
         model = build_model(
             cfg.backbone, (cfg.image_height, cfg.image_width), weights="imagenet" if cfg.pretrained else None,
             trainable_fraction=cfg.trainable_fraction, mean_months=float(data.y_train.mean()),
-            sd_months=float(data.y_train.std() or 1.0),
+            sd_months=float(data.y_train.std() or 1.0), input_size=cfg.input_size,
         )
         warm = max(1, int(cfg.warmup_epochs * steps))
         total = max(warm + 1, cfg.epochs * steps)

@@ -292,3 +292,35 @@ def test_beyond_the_fitted_range_a_value_keeps_the_ends_offset():
     f = SexMap((20.0, 100.0, 200.0), (30.0, 100.0, 190.0))
     assert f(np.array([10.0, 20.0, 60.0, 200.0, 220.0])).tolist() == pytest.approx([20.0, 30.0, 65.0, 190.0, 210.0])
     assert np.all(np.diff(f(np.linspace(-50, 300, 200))) > 0)  # still increasing through both ends
+
+
+# ------------------------------------------------------------------------------------ TTA count
+
+
+def test_the_bundle_sets_how_many_tta_copies_a_prediction_reads(bundles, tmp_path):
+    """Section ``tta`` of meta.json (boneage.bundle.TTASpec): the default count of every path
+    (predict, the batch workers) and the one the TTA-spread score is judged at; an explicit
+    ``tta`` still wins; bundles without the section keep 8; a malformed one is one line."""
+    from boneage.batch import score
+    from boneage.predict import PredictionError, Predictor
+
+    assert Predictor.load(bundles[0]).tta == 8
+    b = _copy_bundle(bundles[0], tmp_path / "tta4")
+    bundle.write_meta(b, bundle.read_meta(b).with_section(bundle.TTA_SECTION, bundle.TTASpec(4).to_section("a test")))
+    p = Predictor.load(b)
+    assert p.tta == 4
+    r = p.predict(THUMB, sex="F", accept_unusual=True)
+    assert len(r.tta_predictions) == 4
+    assert "tta_sd_months" in r.acceptance.scores  # judged: the count the bundle was calibrated on
+    r2 = p.predict(THUMB, sex="F", tta=2, accept_unusual=True)
+    assert len(r2.tta_predictions) == 2 and "tta_sd_months" not in r2.acceptance.scores
+    s = score(p, [THUMB], tmp_path / "out.csv", sex="F", workers=1, progress=False)
+    assert s.predicted == 1
+    row = next(iter(__import__("csv").DictReader(open(tmp_path / "out.csv"))))
+    assert float(row["bone_age_months"]) == pytest.approx(r.bone_age_months, abs=0.05)  # the same 4 copies
+    for bad in (0, 65, 2.5, "4", True):
+        c = _copy_bundle(bundles[0], tmp_path / f"bad{bad!s}")
+        bundle.write_meta(c, bundle.read_meta(c).with_section(bundle.TTA_SECTION, {"copies": bad}))
+        with pytest.raises(PredictionError) as e:
+            Predictor.load(c)
+        assert "\n" not in str(e.value) and "section 'tta'" in str(e.value)

@@ -246,3 +246,32 @@ def test_init_from_warm_starts_and_refuses_other_architectures(tmp_path):
     with pytest.raises(TrainError, match="do not fit"):
         train(TrainConfig(**{**other, "backbone": "efficientnet_lite0"}, out=str(tmp_path / "c"),
                           init_from=str(tmp_path / "a")), log=lambda *a: None)
+
+
+def test_a_member_trains_at_a_finer_grid_on_the_bundles_pipeline_output(tmp_path):
+    """--input-size: the network reads the pipeline's (smaller) output and resizes it inside, so
+    an ensemble member at 256x208 trains on exactly what the bundle will feed it (160x128), from
+    the same cache, and warm-starts from a network trained natively at its grid."""
+    from boneage.train import TrainConfig, train
+    from boneage.checks import ParameterError
+
+    base = dict(data=str(THUMBS), backbone="tiny", pretrained=False, epochs=1, batch_size=16, image_height=128,
+                image_width=96, val_fraction=0.25, workers=1, cache_dir=str(tmp_path / "cache"))
+    train(TrainConfig(**base, out=str(tmp_path / "native")), log=lambda *a: None)
+    logs: list[str] = []
+    m = train(TrainConfig(**base, out=str(tmp_path / "fine"), input_height=96, input_width=80,
+                          init_from=str(tmp_path / "native")), log=logs.append)
+    assert np.isfinite(m["mae"])
+    assert any("initialised from" in line for line in logs)
+    assert any("model input 96×80, resized to 128×96 inside the network" in line for line in logs)
+    meta = json.loads((tmp_path / "fine" / "meta.json").read_text())
+    assert (meta["pipeline"]["model_height"], meta["pipeline"]["model_width"]) == (96, 80)
+    net = load_model(tmp_path / "fine" / "model.keras")
+    image = next(t for t in keras.tree.flatten(net.inputs) if len(t.shape) == 4)
+    assert tuple(image.shape[1:3]) == (96, 80)
+    assert net.get_layer("input_resize") is not None
+    with pytest.raises(ParameterError, match="go together"):
+        TrainConfig(**base, out=str(tmp_path / "x"), input_height=96)
+    r = _run_cli("train", "--data", str(THUMBS), "--out", str(tmp_path / "bad"), "--input-size", "8x8")
+    assert r.returncode == 2 and "'8x8': give HEIGHTxWIDTH, each at least 32" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "bad").exists()

@@ -240,7 +240,8 @@ def _prepared(key: str, _data: bytes, name: str, model: str):
     """Pipeline and TTA copies of an image for the model in use (everything the sex does not change)."""
     from ..predict import prepare
 
-    return prepare(_load(key, _data, name), _load_predictor(*_model_key()).params, name=name)
+    pred = _load_predictor(*_model_key())
+    return prepare(_load(key, _data, name), pred.params, tta=pred.tta, name=name)
 
 
 def prepare_ahead(src: Source) -> None:
