@@ -16,15 +16,23 @@ with ui.guard("Model"):
     st.markdown(f"Version **`{meta.get('model_version', ui.model_version())}`** · backbone "
                 f"**{meta.get('backbone', '—')}** · folder `{info['dir']}`")
     k = st.columns(4)
-    phases = ((info["card"] or {}).get("training") or {}).get("phases") or []
-    epochs = sum(p.get("epochs_run") or 0 for p in phases) or (None if info["history"] is None else len(info["history"]))
-    k[0].metric("Epochs trained", "—" if epochs is None else epochs,
-                help=f"In {len(phases)} phases (the curves show the last)." if len(phases) > 1 else None)
-    full = (info["card"] or {}).get("validation_thumbnails_full_path_tta") or {}
+    card = info["card"] or {}
+    phases = (card.get("training") or {}).get("phases") or []
+    members = card.get("ensemble") or []  # networks beside model.keras, each fine-tuned from it
+    own = sum(p.get("epochs_run") or 0 for p in phases) or (None if info["history"] is None else len(info["history"]))
+    extra = sum(m.get("epochs_run") or 0 for m in members)
+    k[0].metric("Epochs trained", "—" if own is None else own + extra,
+                help=" ".join(filter(None, [
+                    f"model.keras: {own} epochs in {len(phases)} phases (the curves show its last)." if len(phases) > 1 else None,
+                    *(f"{m['file']}: {m['epochs_run']} more epochs, fine-tuned from it." for m in members if m.get("epochs_run")),
+                ])) or None)
+    full = card.get("validation_thumbnails_full_path_tta") or {}
+    copies = ((meta.get("sections") or {}).get("tta") or {}).get("copies", 8)  # the bundle's count (bundle.TTASpec)
     if full.get("mae") is not None:
         k[1].metric("Validation MAE", f"{full['mae']:.2f} months",
-                    help=f"{full.get('n', '?')} validation radiographs through the full prediction path with 8× TTA "
-                         f"(without TTA, on cached inputs: {meta.get('val_mae_months', float('nan')):.2f} months).")
+                    help=f"{full.get('n', '?')} validation radiographs through the full prediction path with {copies}× TTA"
+                         + (f", {1 + len(members)} networks averaged" if members else "")
+                         + f" (model.keras alone without TTA, on cached inputs: {meta.get('val_mae_months', float('nan')):.2f} months).")
     else:
         k[1].metric("Validation MAE", "—" if meta.get("val_mae_months") is None else f"{meta['val_mae_months']:.1f} months")
     k[2].metric("Residual SD", "—" if meta.get("val_residual_sd_months") is None

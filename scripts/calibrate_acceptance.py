@@ -95,58 +95,79 @@ def _items(group: str):
             yield n.name, float("nan"), False, n.kind, n.data
 
 
-def gather(out: Path, groups: tuple[str, ...]) -> None:
-    from boneage.io import ImageError, load_image
+def _prepare_item(job):
+    """Read + pipeline + TTA copies of one item in a worker process: ``(Prepared, None)`` or ``(None, error)``."""
+    src, iid, params, n = job
+    from boneage.io import ImageError
+    from boneage.pipeline import PipelineParams
+    from boneage.predict import prepare
+
+    try:
+        return prepare(src, PipelineParams.from_dict(params), tta=n, name=iid).slim(()), None
+    except ImageError as e:
+        return None, str(e)
+
+
+def gather(out: Path, groups: tuple[str, ...], workers: int | None = None, train_limit: int | None = None) -> None:
+    """Every score of every image, part by part (resumable). Decode and pipeline run in ``workers``
+    processes (spawned: the parent holds TensorFlow), the networks in this one on batches, as
+    :func:`boneage.batch.score` does; the scores are those :meth:`Predictor.examine_many` gives
+    (the same ``prepare`` → ``predict_prepared`` → ``scores`` calls)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
     from boneage.predict import Predictor
 
     pred = Predictor.load()
     pred.acceptance = None  # raw scores only: the feature space is what we are about to fit
+    params = pred.params.to_dict()
     out.mkdir(parents=True, exist_ok=True)
-    for group in groups:
-        items = list(_items(group))
-        t0, done = time.time(), 0
-        size = PART.get(group, 64)
-        for part in range(0, len(items), size):
-            f = out / f"{group}-{part // size:03d}.npz"
-            if f.exists():
-                done += len(items[part : part + size])
-                continue
-            rows: dict[str, list] = {k: [] for k in ("id", "label", "male", "kind", "pooled", "tta", "unreadable")}
-            scores: dict[str, list] = {}
-            sub = items[part : part + size]
-            for c in range(0, len(sub), CHUNK):
-                batch, meta_rows = [], []
-                for iid, label, male, kind, src in sub[c : c + CHUNK]:
-                    try:
-                        li = load_image(src, name=iid)
-                    except ImageError as e:
-                        rows["id"].append(iid); rows["label"].append(label); rows["male"].append(male)
-                        rows["kind"].append(kind); rows["pooled"].append(np.zeros(1280, np.float16))
-                        rows["tta"].append(np.full(TTA.get(group) or 8, np.nan, np.float32))
-                        rows["unreadable"].append(str(e))
-                        for k in scores:
-                            scores[k].append(np.nan)
-                        continue
-                    batch.append((li.pixels, li.meta, "M" if male else "F"))
-                    meta_rows.append((iid, label, male, kind))
-                if not batch:
+    workers = max(1, workers or os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for group in groups:
+            items = list(_items(group))
+            if group == "train" and train_limit:
+                items = items[:train_limit]
+            n = TTA.get(group) or pred.tta  # the bundle's count (boneage.bundle.TTASpec)
+            t0, done = time.time(), 0
+            size = PART.get(group, 64)
+            for part in range(0, len(items), size):
+                f = out / f"{group}-{part // size:03d}.npz"
+                if f.exists():
+                    done += len(items[part : part + size])
                     continue
-                for (iid, label, male, kind), ex in zip(meta_rows, pred.examine_many(batch, tta=TTA.get(group))):
-                    rows["id"].append(iid); rows["label"].append(label); rows["male"].append(male)
-                    rows["kind"].append(kind); rows["pooled"].append(ex.pooled.astype(np.float16))
-                    rows["tta"].append(ex.tta_months.astype(np.float32)); rows["unreadable"].append("")
+                rows: dict[str, list] = {k: [] for k in ("id", "label", "male", "kind", "pooled", "tta", "unreadable")}
+                scores: dict[str, list] = {}
+                sub = items[part : part + size]
+                prepared = list(pool.map(_prepare_item, [(src, iid, params, n) for iid, _, _, _, src in sub],
+                                         chunksize=4))
+                ok = [(it, prep) for it, (prep, err) in zip(sub, prepared) if prep is not None]
+                outs = iter(pred.predict_prepared([prep for _, prep in ok], ["M" if it[2] else "F" for it, _ in ok]))
+                for (iid, label, male, kind, _), (prep, err) in zip(sub, prepared):
+                    rows["id"].append(iid); rows["label"].append(label); rows["male"].append(male); rows["kind"].append(kind)
                     n_before = len(rows["id"]) - 1
-                    for k, v in ex.scores.items():
+                    if prep is None:
+                        rows["pooled"].append(np.zeros(1280, np.float16))
+                        rows["tta"].append(np.full(n, np.nan, np.float32))
+                        rows["unreadable"].append(err)
+                        got = {}
+                    else:
+                        months, _att, pooled = next(outs)
+                        rows["pooled"].append(pooled[0].astype(np.float16))
+                        rows["tta"].append(np.asarray(months, np.float32)); rows["unreadable"].append("")
+                        got = pred.scores(prep, months, pooled)
+                    for k, v in got.items():
                         scores.setdefault(k, [np.nan] * n_before).append(float(v))
-                    for k in scores:  # a score this image lacks (no outline: no shape scores) is NaN
+                    for k in scores:  # a score this image lacks (unreadable, or no outline) is NaN
                         if len(scores[k]) == n_before:
                             scores[k].append(np.nan)
-            np.savez_compressed(f, **{k: np.asarray(v) for k, v in rows.items()},
-                                **{f"score_{k}": np.asarray(v, np.float64) for k, v in scores.items()})
-            done += len(sub)
-            rate = (time.time() - t0) / max(1, done)
-            print(f"{group}: {done}/{len(items)} ({rate * 1000:.0f} ms/image)", flush=True)
-        print(f"{group}: finished {len(items)} in {time.time() - t0:.0f} s", flush=True)
+                np.savez_compressed(f, **{k: np.asarray(v) for k, v in rows.items()},
+                                    **{f"score_{k}": np.asarray(v, np.float64) for k, v in scores.items()})
+                done += len(sub)
+                rate = (time.time() - t0) / max(1, done)
+                print(f"{group}: {done}/{len(items)} ({rate * 1000:.0f} ms/image)", flush=True)
+            print(f"{group}: finished {len(items)} in {time.time() - t0:.0f} s", flush=True)
 
 
 def _aligned(d: dict) -> dict:
@@ -364,6 +385,9 @@ def main(argv=None) -> int:
     g = sub.add_parser("gather")
     g.add_argument("--out", default=".cache/acceptance")
     g.add_argument("--groups", default=",".join(GROUPS))
+    g.add_argument("--workers", type=int, default=None, help="decode + pipeline processes (default: one per core)")
+    g.add_argument("--train-limit", type=int, default=None,
+                   help="stop the training sweep after this many thumbnails (a random sample: their order is shuffled)")
     e = sub.add_parser("export-val", help="the validation sweep as an evaluate-style CSV (for calibrate_intervals.py)")
     e.add_argument("--out", default=".cache/acceptance")
     e.add_argument("csv")
@@ -373,7 +397,7 @@ def main(argv=None) -> int:
     f.add_argument("--components", type=int, default=COMPONENTS, help="principal axes of the feature space")
     a = ap.parse_args(argv)
     if a.cmd == "gather":
-        gather(Path(a.out), tuple(a.groups.split(",")))
+        gather(Path(a.out), tuple(a.groups.split(",")), workers=a.workers, train_limit=a.train_limit)
     elif a.cmd == "export-val":
         export_val(Path(a.out), Path(a.csv))
     else:
