@@ -47,6 +47,29 @@ def test_linear_fit_recovers_the_line_per_sex():
     assert cal.apply([100.0, 100.0], np.array(["M", "F"])).tolist() == pytest.approx([115.0, 95.0])
 
 
+def test_debias_removes_the_bias_per_true_age_band_as_far_as_it_pays():
+    """``debias`` moves the prediction towards the inverse of E[predicted | true]: with a pure
+    shrinkage and little noise it goes (nearly) all the way and the end bands lose their bias;
+    with noise that dwarfs the shrinkage it stays put (λ = 0: the inverse would only add noise)."""
+    def band_bias(q, y):
+        e, b = q - y, np.digitize(y, [60, 120, 180])
+        return np.array([e[b == k].mean() for k in range(4)])
+
+    p, y, sex, ids = _shrunk()
+    assert np.abs(band_bias(p, y)).max() > 15  # the shrinkage shows at the ends
+    cal = calibration.fit(p, y, sex, "debias")
+    for s in ("M", "F"):
+        assert np.all(np.diff(cal.apply(np.linspace(-20, 260, 300), s)) > 0)  # monotone
+    cf = calibration.cross_fit(p, y, sex, ids, "debias")
+    assert np.abs(band_bias(cf, y)).max() < 3 and np.abs(cf - y).mean() < np.abs(p - y).mean()
+    rng = np.random.default_rng(5)
+    y = rng.uniform(10, 220, 1000)
+    noisy = y + rng.normal(0, 40, len(y))  # no shrinkage of the mean line, only noise
+    s = np.array(["M", "F"] * 500)
+    m = calibration.fit_map(noisy[s == "M"], y[s == "M"], "debias")
+    assert m(np.array([50.0, 150.0])) == pytest.approx([50.0, 150.0], abs=3.0)
+
+
 def test_cross_fit_never_fits_a_half_on_itself():
     p, y, sex, ids = _shrunk(600)
     half = calibration.halves(ids)
