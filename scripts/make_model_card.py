@@ -222,6 +222,7 @@ def main(argv=None) -> int:
 
 def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str:
     """The model card as Markdown, from card.json and meta.json (every figure comes from them)."""
+    tta = ((meta.get("sections") or {}).get("tta") or {}).get("copies", bundle.DEFAULT_TTA_COPIES)  # bundle.TTASpec
     train_m = card["validation_thumbnails_no_tta"]
     val_e, hires_e = card.get("validation_thumbnails_full_path_tta"), card.get("hires_40_full_size_path")
     xc, phases = card.get("attention_xception"), card["training"]["phases"]
@@ -250,12 +251,14 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
         "",
         "## Accuracy (months; measured)",
         "",
-        "Validation thumbnails, cached model inputs, no TTA (from training):",
+        ("`model.keras` alone (the first network): v" if card.get("ensemble") else "V")
+        + "alidation thumbnails, cached model inputs, no TTA (from training):",
         "",
         "| metric | value |", "|---|---|", *_metric_rows(train_m),
         f"| trivial baseline (predict the training mean) | {_fmt(train_m.get('trivial_baseline_mae'))} |",
         "",
-        "Validation thumbnails through the exact prediction path (raw file → loader → pipeline → model, 8× TTA):",
+        f"Validation thumbnails through the exact prediction path (raw file → loader → pipeline → model, {tta}× TTA"
+        + (f", {len(card['ensemble']) + 1} networks" if card.get("ensemble") else "") + "):",
         "",
         "| metric | value |", "|---|---|", *_metric_rows(val_e),
         "",
@@ -309,7 +312,8 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
               "at a larger input size costs more per copy: see the speed table).", ""]
         for m in ens:
             L += [f"- `{m['file']}`: validation MAE {_fmt(m['val_mae_no_tta'])} months alone (no TTA), "
-                  f"{m['train_minutes']:.0f} min of training beyond the shared phases"
+                  + (f"{m['epochs_run']} epochs, " if m.get("epochs_run") else "")
+                  + f"{m['train_minutes']:.0f} min of training beyond the shared phases"
                   + (f"; {m['note']}" if m.get("note") else "") + ":", "", "  ```bash",
                   *[textwrap.indent(command_lines(c), "  ") for c in m["command"]], "  ```", ""]
     if card.get("benchmarks"):
