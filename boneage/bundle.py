@@ -36,6 +36,7 @@ from typing import Any
 
 from .paths import MODELS_DIR
 from .pipeline import PIPELINE_VERSION, PipelineParams
+from .tta import TTA_TRANSFORMS
 
 MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
@@ -300,7 +301,9 @@ def load(path: str | Path | None = None):
 
 TTA_SECTION = "tta"
 DEFAULT_TTA_COPIES = 8  # bundles written before the count was a setting were all calibrated on 8
-MAX_TTA_COPIES = 64
+# As many as there are fixed TTA transforms (boneage.tta): a larger count used to be accepted (up
+# to 64) and silently read as 8 copies.
+MAX_TTA_COPIES = len(TTA_TRANSFORMS)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
 from .bundle import DEFAULT_TTA_COPIES as DEFAULT_TTA  # a bundle may set its own (boneage.bundle.TTASpec)
-from .bundle import MAX_TTA_COPIES as MAX_TTA  # copies per image; more adds time, not accuracy
+from .bundle import MAX_TTA_COPIES as MAX_TTA  # copies per image: one per fixed transform (boneage.tta)
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
 ATTENTION_FLOOR = 0.5  # attention below this share of its peak is drawn transparent
 

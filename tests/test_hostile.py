@@ -331,6 +331,7 @@ def _cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
         (["pipeline", "x.png", "--out", "o", "--clahe-clip", "-5"], "--clahe-clip"),
         (["predict", "x.png", "--tta", "0"], "--tta"),
         (["predict", "x.png", "--tta", "1.5"], "--tta"),
+        (["predict", "x.png", "--tta", "16"], "--tta"),  # 8 fixed transforms: 16 used to read as 8, silently
         (["predict", "x.png", "--frobnicate"], "--frobnicate (see boneage --help)"),
         (["nonsense"], "see boneage --help"),
     ],
