@@ -328,11 +328,16 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
 
     strategy = get_strategy(cfg.strategy)
     scope = strategy.scope() if strategy is not None else _nullcontext()
+    mean, sd = float(data.y_train.mean()), float(data.y_train.std() or 1.0)
+    if cfg.init_from:
+        # The output scaling is a constant of the graph, not a weight: a warm start keeps the
+        # source's, or its head would answer on another scale (seen: a fine-tune on 200 older
+        # thumbnails started 18 months low).
+        mean, sd = _source_scaling(Path(cfg.init_from), log) or (mean, sd)
     with scope:
         model = build_model(
             cfg.backbone, (cfg.image_height, cfg.image_width), weights="imagenet" if cfg.pretrained else None,
-            trainable_fraction=cfg.trainable_fraction, mean_months=float(data.y_train.mean()),
-            sd_months=float(data.y_train.std() or 1.0), input_size=cfg.input_size,
+            trainable_fraction=cfg.trainable_fraction, mean_months=mean, sd_months=sd, input_size=cfg.input_size,
         )
         warm = max(1, int(cfg.warmup_epochs * steps))
         total = max(warm + 1, cfg.epochs * steps)
@@ -424,6 +429,23 @@ def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, 
         val_mae_months=metrics["mae"], trained_on=str(cfg.data)))
     log(f"done: validation MAE {metrics['mae']:.2f} months (trivial baseline {metrics['trivial_baseline_mae']:.2f}); wrote {out}")
     return metrics
+
+
+def _source_scaling(src: Path, log) -> tuple[float, float] | None:
+    """(mean, sd) of a warm-start source's output layer (``bone_age_months``), read from its
+    ``.keras`` file (a run folder's ``model.keras``); None for a bare ``.weights.h5``."""
+    from .model import load_model
+
+    f = bundle.Bundle(src).model_file if src.is_dir() else src
+    if f.suffix != ".keras" or not f.is_file():
+        log(f"  {src}: no .keras file to read the output scaling from; using this data's label mean and SD")
+        return None
+    try:
+        out = load_model(f).get_layer("bone_age_months")
+    except Exception as e:  # noqa: BLE001 - a file Keras cannot read fails in _init_weights with its own line
+        log(f"  {f}: output scaling not readable ({e.__class__.__name__}); using this data's label mean and SD")
+        return None
+    return float(out.offset), float(out.scale)
 
 
 def _init_weights(model, src: Path, log) -> None:

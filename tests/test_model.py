@@ -242,6 +242,11 @@ def test_init_from_warm_starts_and_refuses_other_architectures(tmp_path):
     logs: list[str] = []
     train(TrainConfig(**base, out=str(tmp_path / "b"), init_from=str(tmp_path / "a"), trainable_fraction=0.5), log=logs.append)
     assert any("initialised from" in line for line in logs)
+    a, b = (load_model(tmp_path / r / "model.keras").get_layer("bone_age_months") for r in ("a", "b"))
+    train(TrainConfig(**{**base, "limit": 24}, out=str(tmp_path / "few"), init_from=str(tmp_path / "a")), log=logs.append)
+    few = load_model(tmp_path / "few" / "model.keras").get_layer("bone_age_months")
+    # the output scaling is the source's, not the new data's (24 other ids: another label mean)
+    assert (float(b.offset), float(b.scale)) == (float(a.offset), float(a.scale)) == (float(few.offset), float(few.scale))
     other = {**base, "image_height": 96, "image_width": 80}
     with pytest.raises(TrainError, match="do not fit"):
         train(TrainConfig(**{**other, "backbone": "efficientnet_lite0"}, out=str(tmp_path / "c"),
