@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         name = meta_obj.section(bundle.ENSEMBLE_SECTION)["members"][-1]
         mm = json.loads((mrun / "metrics.json").read_text())
         mchain = [(r, c) for r, c in _phases(mrun) if r not in {r0 for r0, _ in _phases(run)}]
-        members.append({"file": name, "run": str(mrun), "val_mae_no_tta": mm.get("mae"),
+        members.append({"file": name, "run": str(mrun), "val_mae_no_tta": mm.get("mae"), "epochs_run": mm.get("epochs_run"),
                         "train_minutes": round(sum((_load(str(r / "metrics.json")) or {}).get("train_seconds") or 0
                                                    for r, _ in mchain) / 60, 1),
                         "command": [_command(r, c) for r, c in mchain], "sha256": sha256(out_bundle.file(name))})
