@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     pred = Predictor.load()
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg_1min": round(os.getloadavg()[0], 2),
-           "workers": a.workers or os.cpu_count(), "tta": 8}
+           "workers": a.workers or os.cpu_count(), "tta": pred.tta}  # the bundle's count (boneage.bundle.TTASpec)
     t = time.perf_counter()
     score(pred, thumbs[:4], tmp / "warm.csv", sex="F", workers=a.workers, progress=False)
     res["warm_up_s"] = round(time.perf_counter() - t, 1)

@@ -2,8 +2,8 @@
 
 The old "± 1 SD" was one number for every image (the validation residual SD ⊕ TTA spread), so
 it was too wide for a clear 16-year-old's film and too narrow where the model errs most. Here the
-interval comes from the model's own validation residuals through the full prediction path (8×
-TTA), by split-conformal calibration (Vovk et al.; Lei et al. 2018, JASA 113:1094):
+interval comes from the model's own validation residuals through the full prediction path (with
+the bundle's TTA count, ``boneage.bundle.TTASpec``), by split-conformal calibration (Vovk et al.; Lei et al. 2018, JASA 113:1094):
 
 * **conditioned** on what changes the error: residuals are grouped by *predicted* age band and
   sex (Mondrian conformal), and scaled by ``√(σ_g² + TTA SD²)``, so an image whose TTA copies

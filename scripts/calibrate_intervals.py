@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Fit the 90 % interval table (``intervals.json``) from validation predictions, and verify it.
 
-Input: a CSV of the validation ids predicted through the full path with 8× TTA, with columns
+Input: a CSV of the validation ids predicted through the full path with the bundle's TTA count
+(``meta.json`` section ``tta``, 8 by default), with columns
 ``id, boneage_months, male, predicted_months, tta_sd_months`` — what ``boneage evaluate`` writes:
 
     boneage evaluate --data <folder of the validation ids> --out val.csv
@@ -24,6 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from boneage import bundle  # noqa: E402
 from boneage.intervals import IntervalTable, cross_fit  # noqa: E402
 
 
@@ -39,8 +41,9 @@ def main(argv=None) -> int:
             df["tta_sd_months"].to_numpy(float))
     report = cross_fit(df["id"].astype(str).to_numpy(), *args, k=a.folds)
     table = IntervalTable.fit(*args)
+    copies = bundle.TTASpec.from_meta(bundle.read_meta(a.bundle)).copies  # what the CSV was predicted with
     table.info = {"about": "90 % split-conformal intervals (boneage.intervals); scripts/calibrate_intervals.py",
-                  "calibrated_on": f"{len(df)} validation thumbnails, full prediction path, 8x TTA",
+                  "calibrated_on": f"{len(df)} validation thumbnails, full prediction path, {copies}x TTA",
                   "verified_cross_fit": report}
     table.save(a.bundle)
     print(json.dumps(report, indent=2))

@@ -530,9 +530,11 @@ def test_model_page_renders_card_curves_architecture(app_model):
     assert not errors(at)
     assert any(f"`{ui.model_version()}`" in md.value for md in at.markdown)
     assert any(f"backbone **{ui.model_meta()['backbone']}**" in md.value for md in at.markdown)
-    phases = ((ui.read_json(ui.model_dir() / "card.json") or {}).get("training") or {}).get("phases") or []
-    assert metrics(at)["Epochs trained"] == str(sum(p["epochs_run"] for p in phases) if phases
-                                                 else len(pd.read_csv(ui.model_dir() / "history.csv")))
+    card = ui.read_json(ui.model_dir() / "card.json") or {}
+    phases = (card.get("training") or {}).get("phases") or []
+    members = sum(m.get("epochs_run") or 0 for m in card.get("ensemble") or [])  # every network's epochs
+    assert metrics(at)["Epochs trained"] == str((sum(p["epochs_run"] for p in phases) if phases
+                                                 else len(pd.read_csv(ui.model_dir() / "history.csv"))) + members)
     assert len(plotly_charts(at)) == 1  # training curves
     assert any("parameters" in c.value for c in at.caption)
     assert at.code and "Total params" in at.code[0].value
