@@ -76,7 +76,7 @@ def done_files(csv_path: Path) -> set[str]:
         raise BatchError(f"{csv_path}: cannot read it to resume ({e})") from None
 
 
-def prepare_one(path: str, params_dict: dict, tta: int | None, keep_overlay: bool):
+def prepare_one(path: str, params_dict: dict, tta: int, keep_overlay: bool):
     """Read + pipeline + TTA copies of one file, or its one-line error (runs in worker processes)."""
     from .io import ImageError
     from .pipeline import PipelineParams

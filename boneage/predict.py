@@ -397,6 +397,11 @@ class Predictor:
         flush()
         return out
 
+    def prepare(self, image, *, name: str | None = None) -> "Prepared":
+        """Everything before the network for this bundle (its pipeline parameters and TTA count):
+        what :meth:`predict` reads when given the result, so an upload can be prepared before the sex is known."""
+        return prepare(image, self.params, tta=self.tta, name=name)
+
     def _checked(self, tta, params) -> tuple[int, PipelineParams]:
         n = self.tta if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
         return n, (self.params if params is None else PipelineParams.coerce(params))
@@ -505,9 +510,13 @@ class Prepared:
         return Prepared(dataclasses.replace(self.pipeline, stages=stages), self.meta, self.batch, self.scores)
 
 
-def prepare(image, params: PipelineParams | dict, *, tta: int | None = None, name: str | None = None) -> Prepared:
-    """Read ``image`` (ImageError / ParameterError on bad input), run the pipeline, make the TTA copies."""
-    n = DEFAULT_TTA if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
+def prepare(image, params: PipelineParams | dict, *, tta: int, name: str | None = None) -> Prepared:
+    """Read ``image`` (ImageError / ParameterError on bad input), run the pipeline, make the TTA copies.
+
+    ``tta`` has no default: the count belongs to the model bundle (:attr:`Predictor.tta`), and a
+    default here once made 8 copies for a bundle calibrated on 4. :meth:`Predictor.prepare` fills it.
+    """
+    n = check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
     pixels, meta = _pixels_and_meta(image, name)
     return _prepare_pixels(pixels, meta, n, PipelineParams.coerce(params))
 

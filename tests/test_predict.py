@@ -284,7 +284,8 @@ def test_predict_from_a_prepared_image_equals_predict_from_the_file(predictor, m
 
     f = sorted(HIRES.glob("*.png"))[0]
     direct = predictor.predict(f, sex="F", chronological_age_months=120)
-    prep = predict_mod.prepare(f, predictor.params)
+    prep = predictor.prepare(f)  # the bundle's pipeline and TTA count
+    assert len(prep.batch) == predictor.tta
 
     def no_pipeline(*a, **k):
         raise AssertionError("the pipeline ran again on a prepared image")

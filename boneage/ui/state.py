@@ -238,10 +238,7 @@ def run_pipeline_cached(src: Source, params: PipelineParams):
 @_image_cache(show_spinner=False, max_entries=12)
 def _prepared(key: str, _data: bytes, name: str, model: str):
     """Pipeline and TTA copies of an image for the model in use (everything the sex does not change)."""
-    from ..predict import prepare
-
-    pred = _load_predictor(*_model_key())
-    return prepare(_load(key, _data, name), pred.params, tta=pred.tta, name=name)
+    return _load_predictor(*_model_key()).prepare(_load(key, _data, name), name=name)
 
 
 def prepare_ahead(src: Source) -> None:
