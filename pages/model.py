@@ -17,21 +17,14 @@ with ui.guard("Model"):
                 f"**{meta.get('backbone', '—')}** · folder `{info['dir']}`")
     k = st.columns(4)
     card = info["card"] or {}
-    phases = (card.get("training") or {}).get("phases") or []
-    members = card.get("ensemble") or []  # networks beside model.keras, each fine-tuned from it
-    own = sum(p.get("epochs_run") or 0 for p in phases) or (None if info["history"] is None else len(info["history"]))
-    extra = sum(m.get("epochs_run") or 0 for m in members)
-    k[0].metric("Epochs trained", "—" if own is None else own + extra,
-                help=" ".join(filter(None, [
-                    f"model.keras: {own} epochs in {len(phases)} phases (the curves show its last)." if len(phases) > 1 else None,
-                    *(f"{m['file']}: {m['epochs_run']} more epochs, fine-tuned from it." for m in members if m.get("epochs_run")),
-                ])) or None)
+    epochs, how = ui.epochs_trained(card, info["history"])
+    k[0].metric("Epochs trained", "—" if epochs is None else epochs, help=how)
     full = card.get("validation_thumbnails_full_path_tta") or {}
-    copies = ((meta.get("sections") or {}).get("tta") or {}).get("copies", 8)  # the bundle's count (bundle.TTASpec)
+    copies = ui.tta_copies(meta)
     if full.get("mae") is not None:
         k[1].metric("Validation MAE", f"{full['mae']:.2f} months",
                     help=f"{full.get('n', '?')} validation radiographs through the full prediction path with {copies}× TTA"
-                         + (f", {1 + len(members)} networks averaged" if members else "")
+                         + (f", {1 + len(card['ensemble'])} networks averaged" if card.get("ensemble") else "")
                          + f" (model.keras alone without TTA, on cached inputs: {meta.get('val_mae_months', float('nan')):.2f} months).")
     else:
         k[1].metric("Validation MAE", "—" if meta.get("val_mae_months") is None else f"{meta['val_mae_months']:.1f} months")

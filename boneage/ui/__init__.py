@@ -24,7 +24,7 @@ from .home_page import ATTRIBUTION, Accuracy, accuracy, page_link, sample_galler
 from .images import DISPLAY_MAX_SIDE, downscale, safe_thumbnail, thumbnail
 from .inputs import (AGE_DATES, AGE_DIRECT, AGE_NONE, SAMPLE_MODE, UPLOAD_HELP, UPLOAD_MODE, ClinicalInputs, Sample,
                      clinical_inputs, image_source, sample_source, samples)
-from .model_page import architecture_summary, model_files, render_mapping, show_benchmarks
+from .model_page import architecture_summary, epochs_trained, model_files, render_mapping, show_benchmarks, tta_copies
 from .downloads import File, LiveDownloads, download_row, live_downloads, prediction_csv, prediction_record
 from .results import (follow_up_pdf, plain_warning,
                       show_interpretation, show_pipeline, show_prediction, show_refusal, stage_caption)
@@ -41,5 +41,5 @@ __all__ = [
     "prediction_record", "read_json", "render_mapping", "run_pipeline_cached", "safe_thumbnail", "sample_gallery",
     "follow_up_pdf", "sample_source", "samples", "show_interpretation", "show_benchmarks", "show_pipeline",
     "show_prediction", "show_refusal", "sidebar", "stage_caption", "start_model_load", "thumbnail",
-    "keep_keras_session", "prepare_ahead",
+    "keep_keras_session", "prepare_ahead", "epochs_trained", "tta_copies",
 ]

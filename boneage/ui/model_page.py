@@ -46,6 +46,27 @@ def show_benchmarks(data: dict) -> None:
             st.dataframe(pd.DataFrame(t.rows, columns=t.columns), hide_index=True, width="stretch")
 
 
+def epochs_trained(card: dict | None, history: pd.DataFrame | None) -> tuple[int | None, str | None]:
+    """(epochs of every network in the bundle, a line saying how they split) for the Model page:
+    ``model.keras``'s phases from the card (or its history), plus each ensemble member's own."""
+    card = card or {}
+    phases = (card.get("training") or {}).get("phases") or []
+    members = card.get("ensemble") or []
+    own = sum(p.get("epochs_run") or 0 for p in phases) or (None if history is None else len(history))
+    if own is None:
+        return None, None
+    notes = [f"model.keras: {own} epochs in {len(phases)} phases (the curves show its last)." if len(phases) > 1 else None,
+             *(f"{m['file']}: {m['epochs_run']} more epochs, fine-tuned from it." for m in members if m.get("epochs_run"))]
+    return own + sum(m.get("epochs_run") or 0 for m in members), " ".join(filter(None, notes)) or None
+
+
+def tta_copies(meta: dict) -> int:
+    """The bundle's TTA count (``meta.json`` section ``tta``, :class:`boneage.bundle.TTASpec`; 8 without it)."""
+    from ..bundle import DEFAULT_TTA_COPIES
+
+    return int(((meta.get("sections") or {}).get("tta") or {}).get("copies", DEFAULT_TTA_COPIES))
+
+
 def model_files() -> dict:
     """What the model folder holds; each entry None when its file is absent or unreadable."""
     d = model_dir()
