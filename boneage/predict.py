@@ -20,14 +20,13 @@ import cv2
 import numpy as np
 
 from .acceptance import AcceptanceCheck, NotAcceptedError, Verdict, image_scores, model_scores, pipeline_scores, unchecked
-from .bundle import BundleMeta
+from .bundle import BundleError, BundleMeta, TTASpec
 from .intervals import IntervalTable
 from .checks import ParameterError, check_int
 from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
-from .bundle import DEFAULT_TTA_COPIES as DEFAULT_TTA  # a bundle may set its own (boneage.bundle.TTASpec)
 from .bundle import MAX_TTA_COPIES as MAX_TTA  # copies per image: one per fixed transform (boneage.tta)
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
 ATTENTION_FLOOR = 0.5  # attention below this share of its peak is drawn transparent
@@ -178,8 +177,6 @@ class Predictor:
         self.params = meta.pipeline
         self.model_version = meta.model_version
         self.residual_sd = meta.labels.val_residual_sd_months
-        from .bundle import BundleError, TTASpec
-
         try:  # TTA copies per prediction: the count the acceptance check and intervals were calibrated on
             self.tta: int = TTASpec.from_meta(meta).copies
         except BundleError as e:

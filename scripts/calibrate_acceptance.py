@@ -96,7 +96,12 @@ def _items(group: str):
 
 
 def _prepare_item(job):
-    """Read + pipeline + TTA copies of one item in a worker process: ``(Prepared, None)`` or ``(None, error)``."""
+    """Read + pipeline + TTA copies of one item in a worker process: ``(Prepared, None)`` or ``(None, error)``.
+
+    Not :func:`boneage.batch.prepare_one`: that one turns *any* exception into a row's error so an
+    archive run goes on; a calibration sweep must stop on a bug instead (only ImageError is a
+    legitimately unreadable input), and negatives are bytes that need their name for messages.
+    """
     src, iid, params, n = job
     from boneage.io import ImageError
     from boneage.pipeline import PipelineParams

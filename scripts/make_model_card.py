@@ -222,7 +222,7 @@ def main(argv=None) -> int:
 
 def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str:
     """The model card as Markdown, from card.json and meta.json (every figure comes from them)."""
-    tta = ((meta.get("sections") or {}).get("tta") or {}).get("copies", bundle.DEFAULT_TTA_COPIES)  # bundle.TTASpec
+    tta = bundle.TTASpec.from_meta(bundle.BundleMeta.from_dict(meta)).copies
     train_m = card["validation_thumbnails_no_tta"]
     val_e, hires_e = card.get("validation_thumbnails_full_path_tta"), card.get("hires_40_full_size_path")
     xc, phases = card.get("attention_xception"), card["training"]["phases"]

@@ -61,10 +61,14 @@ def epochs_trained(card: dict | None, history: pd.DataFrame | None) -> tuple[int
 
 
 def tta_copies(meta: dict) -> int:
-    """The bundle's TTA count (``meta.json`` section ``tta``, :class:`boneage.bundle.TTASpec`; 8 without it)."""
-    from ..bundle import DEFAULT_TTA_COPIES
+    """The bundle's TTA count, as :class:`boneage.bundle.TTASpec` reads it (8 without the section;
+    a malformed one also shows as 8 here, while loading the model says what is wrong, in one line)."""
+    from .. import bundle
 
-    return int(((meta.get("sections") or {}).get("tta") or {}).get("copies", DEFAULT_TTA_COPIES))
+    try:
+        return bundle.TTASpec.from_meta(bundle.BundleMeta.from_dict(meta)).copies
+    except bundle.BundleError:
+        return bundle.DEFAULT_TTA_COPIES
 
 
 def model_files() -> dict:
