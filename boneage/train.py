@@ -433,19 +433,46 @@ def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, 
 
 def _source_scaling(src: Path, log) -> tuple[float, float] | None:
     """(mean, sd) of a warm-start source's output layer (``bone_age_months``), read from its
-    ``.keras`` file (a run folder's ``model.keras``); None for a bare ``.weights.h5``."""
-    from .model import load_model
+    ``.keras`` file (a run folder's ``model.keras``); None for a bare ``.weights.h5``.
+
+    Read from the archive's ``config.json`` (the layer's ``offset`` and ``scale``) rather than by
+    loading the model, which :func:`_init_weights` does anyway: a second load cost a few seconds
+    at every warm start.
+    """
+    import json
+    import zipfile
 
     f = bundle.Bundle(src).model_file if src.is_dir() else src
     if f.suffix != ".keras" or not f.is_file():
         log(f"  {src}: no .keras file to read the output scaling from; using this data's label mean and SD")
         return None
     try:
-        out = load_model(f).get_layer("bone_age_months")
+        with zipfile.ZipFile(f) as z:
+            found = _layer_config(json.loads(z.read("config.json")), "bone_age_months")
+        if found is None:
+            raise KeyError("bone_age_months")
+        return float(found["offset"]), float(found["scale"])
     except Exception as e:  # noqa: BLE001 - a file Keras cannot read fails in _init_weights with its own line
         log(f"  {f}: output scaling not readable ({e.__class__.__name__}); using this data's label mean and SD")
         return None
-    return float(out.offset), float(out.scale)
+
+
+def _layer_config(node, name: str) -> dict | None:
+    """The ``config`` of the layer called ``name`` anywhere in a Keras config tree (nested models included)."""
+    if isinstance(node, dict):
+        cfg = node.get("config")
+        if isinstance(cfg, dict) and cfg.get("name") == name and "class_name" in node:
+            return cfg
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _layer_config(child, name)
+        if found is not None:
+            return found
+    return None
 
 
 def _init_weights(model, src: Path, log) -> None:

@@ -253,6 +253,24 @@ def test_init_from_warm_starts_and_refuses_other_architectures(tmp_path):
                           init_from=str(tmp_path / "a")), log=lambda *a: None)
 
 
+def test_source_scaling_is_read_from_the_archive_without_loading_the_model(tmp_path):
+    """The warm-start output scaling comes from the .keras archive's config: the same numbers a
+    loaded model holds, for a run folder, a member file and a nested (resized-input) network."""
+    from boneage.train import _source_scaling
+
+    models = REPO / "models"
+    for src in (models, models / "member-1.keras"):
+        f = src / "model.keras" if src.is_dir() else src
+        layer = load_model(f).get_layer("bone_age_months")
+        assert _source_scaling(src, lambda *a: None) == (float(layer.offset), float(layer.scale))
+    logs: list[str] = []
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"not a zip")
+    assert _source_scaling(bad, logs.append) is None
+    assert _source_scaling(tmp_path / "w.weights.h5", logs.append) is None
+    assert len(logs) == 2 and "not readable" in logs[0] and "no .keras file" in logs[1]
+
+
 def test_a_member_trains_at_a_finer_grid_on_the_bundles_pipeline_output(tmp_path):
     """--input-size: the network reads the pipeline's (smaller) output and resizes it inside, so
     an ensemble member at 256x208 trains on exactly what the bundle will feed it (160x128), from
