@@ -298,3 +298,34 @@ def test_a_member_trains_at_a_finer_grid_on_the_bundles_pipeline_output(tmp_path
     r = _run_cli("train", "--data", str(THUMBS), "--out", str(tmp_path / "bad"), "--input-size", "8x8")
     assert r.returncode == 2 and "'8x8': give HEIGHTxWIDTH, each at least 32" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "bad").exists()
+
+
+def _xception_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_attention_xception", REPO / "scripts" / "train_attention_xception.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_attention_xception_caches_one_feature_map_per_tta_view():
+    """The cached-feature training of the study's model: view 0 is the image itself (validation
+    reads it), every other view is that TTA transform's copy through the same frozen layers."""
+    from boneage.tta import tta_batch
+
+    xs = _xception_script()
+    assert xs._views("7,1,0,1") == [0, 7, 1]
+    for bad in ("1,x", "8", "-1"):
+        with pytest.raises(SystemExit, match="--views"):
+            xs._views(bad)
+    inp = keras.Input((32, 24, 1))
+    frozen = keras.Model(inp, keras.layers.Conv2D(3, 3, strides=2, padding="same")(inp))
+    imgs = (np.random.default_rng(0).random((5, 32, 24)) * 255).astype(np.uint8)
+    feats = xs.cache_features(frozen, imgs, [0, 1, 7], batch=2, log=lambda *a: None)
+    assert feats.shape == (3, 5, 16, 12, 3) and feats.dtype == np.float16
+    x = imgs.astype("float32") / 255.0
+    np.testing.assert_allclose(feats[0], np.asarray(frozen(x[..., None])), atol=2e-3)
+    flipped = np.stack([tta_batch(im, 2)[1] for im in x])
+    np.testing.assert_allclose(feats[1], np.asarray(frozen(flipped)), atol=2e-3)
+    assert not np.allclose(feats[2], feats[0], atol=1e-2)
