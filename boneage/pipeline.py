@@ -423,7 +423,7 @@ def principal_axis_deg(mask: np.ndarray) -> float:
         turn -= 180
     elif turn < -90:
         turn += 180
-    c = centroid(mask)
+    c = (m["m10"] / m["m00"], m["m01"] / m["m00"])  # centroid(mask), from the moments already taken
     r = rotate(mask, turn, c, nearest=True)
     rows = np.flatnonzero(r.any(axis=1))
     if rows.size < 8:
