@@ -548,18 +548,24 @@ def detect_laterality(mask_aligned: np.ndarray, margin: float = 0.02) -> str:
     of the hand's height, compare how far the mask extends to each side of the forearm axis and of
     the middle finger. Measured on the 40 full-size RSNA radiographs (all left hands): 38 right.
     """
-    ys, xs = np.nonzero(mask_aligned)
-    if xs.size == 0:
+    # Row by row rather than np.nonzero over the whole mask (≈ 4 ms on the 800×1000 frame):
+    # only the forearm rows need their pixels listed; the band needs each row's extent.
+    filled = np.flatnonzero(mask_aligned.any(axis=1))
+    if filled.size == 0:
         return "unknown"
-    top, bottom = ys.min(), ys.max()
+    top, bottom = int(filled[0]), int(filled[-1])
     hh = max(1, bottom - top)
-    axis_x = float(np.median(xs[ys > bottom - 0.15 * hh]))
+    low = int(math.floor(bottom - 0.15 * hh)) + 1  # first row with y > bottom - 0.15·hh
+    axis_x = float(np.median(np.nonzero(mask_aligned[low : bottom + 1])[1]))
     tip_x, _ = fingertip(mask_aligned)
-    band = (ys > top + 0.40 * hh) & (ys < top + 0.75 * hh)
-    if not band.any():
+    b0 = int(math.floor(top + 0.40 * hh)) + 1  # rows with top + 0.40·hh < y < top + 0.75·hh
+    b1 = int(math.ceil(top + 0.75 * hh))
+    cols = np.flatnonzero(mask_aligned[b0:b1].any(axis=0)) if b1 > b0 else np.zeros(0, int)
+    if cols.size == 0:
         return "unknown"
-    right = (xs[band].max() - axis_x) + (xs[band].max() - tip_x)
-    left = (axis_x - xs[band].min()) + (tip_x - xs[band].min())
+    x_min, x_max = int(cols[0]), int(cols[-1])
+    right = (x_max - axis_x) + (x_max - tip_x)
+    left = (axis_x - x_min) + (tip_x - x_min)
     d = (right - left) / hh
     if abs(d) < margin:
         return "unknown"
