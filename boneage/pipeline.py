@@ -449,13 +449,15 @@ def rotate(image: np.ndarray, angle_deg: float, center: tuple[float, float], *, 
     return cv2.warpAffine(image, M, (nw, nh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def align_angle(mask: np.ndarray, *, max_step: float = 30.0) -> tuple[float, tuple[float, float], tuple[float, float]]:
+def align_angle(mask: np.ndarray, *, max_step: float = 30.0, c0: tuple[float, float] | None = None
+                ) -> tuple[float, tuple[float, float], tuple[float, float]]:
     """Total CCW rotation that puts the middle finger straight up.
 
     A coarse turn from the long axis, then the study's rule once: the tip (first mask row's
-    median x) straight above the centroid (image moments), the angle from ``atan2``.
+    median x) straight above the centroid (image moments), the angle from ``atan2``. ``c0``:
+    the mask's centroid when the caller has it (a moments pass over the frame saved).
     """
-    c0 = centroid(mask)
+    c0 = centroid(mask) if c0 is None else c0
     core = detach_thin(mask)[0]  # a film edge joined to the hand must not turn its axis or be its "tip"
     if np.count_nonzero(core) < 0.8 * np.count_nonzero(mask):
         core = mask
@@ -848,7 +850,7 @@ def _align(enh: np.ndarray, mask: np.ndarray, p: PipelineParams, res: PipelineRe
     c0 = centroid(mask)
     angle = 0.0
     if p.align and res.hand_found:
-        angle, tip, c = align_angle(mask)
+        angle, tip, c = align_angle(mask, c0=c0)
         res.fingertip_xy, res.centroid_xy = tip, c
         aligned = rotate(enh, angle, c0)
         amask = rotate(mask, angle, c0, nearest=True)
