@@ -370,6 +370,11 @@ def centroid(mask: np.ndarray) -> tuple[float, float]:
     if m["m00"] == 0:
         h, w = mask.shape
         return (w / 2.0, h / 2.0)
+    return _moments_centroid(m)
+
+
+def _moments_centroid(m: dict) -> tuple[float, float]:
+    """The centroid from ``cv2.moments`` already taken (``m00`` > 0): a pass over the frame saved."""
     return (m["m10"] / m["m00"], m["m01"] / m["m00"])
 
 
@@ -423,7 +428,7 @@ def principal_axis_deg(mask: np.ndarray) -> float:
         turn -= 180
     elif turn < -90:
         turn += 180
-    c = (m["m10"] / m["m00"], m["m01"] / m["m00"])  # centroid(mask), from the moments already taken
+    c = _moments_centroid(m)  # = centroid(mask)
     r = rotate(mask, turn, c, nearest=True)
     rows = np.flatnonzero(r.any(axis=1))
     if rows.size < 8:
@@ -562,7 +567,7 @@ def detect_laterality(mask_aligned: np.ndarray, margin: float = 0.02) -> str:
     tip_x, _ = fingertip(mask_aligned)
     b0 = int(math.floor(top + 0.40 * hh)) + 1  # rows with top + 0.40·hh < y < top + 0.75·hh
     b1 = int(math.ceil(top + 0.75 * hh))
-    cols = np.flatnonzero(mask_aligned[b0:b1].any(axis=0)) if b1 > b0 else np.zeros(0, int)
+    cols = np.flatnonzero(mask_aligned[b0:b1].any(axis=0))  # no rows (b1 ≤ b0): no columns
     if cols.size == 0:
         return "unknown"
     x_min, x_max = int(cols[0]), int(cols[-1])
