@@ -24,20 +24,31 @@ TTA_TRANSFORMS = (
 )
 
 
+def tta_copy(image: np.ndarray, k: int) -> np.ndarray:
+    """Copy ``k`` of one (H, W) image in [0, 1] (transform ``TTA_TRANSFORMS[k]``), float32 (H, W).
+
+    One copy alone, for callers that want a single view (the Attention-Xception script caches
+    features per view) without making the ``k`` copies before it.
+    """
+    return _apply(np.asarray(image, np.float32), TTA_TRANSFORMS[k])
+
+
 def tta_batch(image: np.ndarray, n: int = 8) -> np.ndarray:
     """``n`` (≤ 8) gently perturbed copies of one (H, W) image in [0, 1]; the first is the image itself."""
+    img = np.asarray(image, np.float32)
+    return np.stack([_apply(img, t) for t in TTA_TRANSFORMS[: max(1, min(int(n), len(TTA_TRANSFORMS)))]])[..., None]
+
+
+def _apply(img: np.ndarray, transform: tuple) -> np.ndarray:
     import cv2
 
-    img = np.asarray(image, np.float32)
+    flip, angle, scale, dx, dy, gamma = transform
     h, w = img.shape
-    out = []
-    for flip, angle, scale, dx, dy, gamma in TTA_TRANSFORMS[: max(1, min(int(n), len(TTA_TRANSFORMS)))]:
-        x = img[:, ::-1] if flip else img
-        if angle or scale != 1.0 or dx or dy:
-            M = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
-            M[:, 2] += (dx * w, dy * h)
-            x = cv2.warpAffine(np.ascontiguousarray(x), M, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-        if gamma != 1.0:
-            x = np.power(np.clip(x, 0.0, 1.0), gamma)
-        out.append(np.ascontiguousarray(x, dtype=np.float32))
-    return np.stack(out)[..., None]
+    x = img[:, ::-1] if flip else img
+    if angle or scale != 1.0 or dx or dy:
+        M = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
+        M[:, 2] += (dx * w, dy * h)
+        x = cv2.warpAffine(np.ascontiguousarray(x), M, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    if gamma != 1.0:
+        x = np.power(np.clip(x, 0.0, 1.0), gamma)
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -34,7 +34,7 @@ from boneage.metrics import summarise
 from boneage.model import build_model, compile_model, load_model
 from boneage.pipeline import PipelineParams
 from boneage.train import age_weights, predict_arrays
-from boneage.tta import TTA_TRANSFORMS, tta_batch
+from boneage.tta import TTA_TRANSFORMS, tta_copy
 
 SPLIT_LAYER = "add_10"  # last residual add of Xception's middle flow (728 channels)
 
@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     feat_s = time.time() - t0
 
     mtr, mva = tr["male"].to_numpy("float32")[:, None], va["male"].to_numpy("float32")[:, None]
+    ytr_col = ytr[:, None].astype("float32")
     wtr = age_weights(ytr, a.age_balance) if a.age_balance > 0 else np.ones_like(ytr)
     steps = math.ceil(len(rtr) / a.batch_size)
     lr = keras.optimizers.schedules.CosineDecay(a.lr * 0.05, decay_steps=a.epochs * steps, alpha=0.02, warmup_target=a.lr,
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     for epoch in range(a.epochs):
         # One randomly chosen cached view per image per epoch: augmentation from a fixed set.
         v = rng.integers(len(views), size=len(rtr))
-        hist = head.fit({"features": feats[v, rtr], "male": mtr}, ytr[:, None].astype("float32"), sample_weight=wtr,
+        hist = head.fit({"features": feats[v, rtr], "male": mtr}, ytr_col, sample_weight=wtr,
                         batch_size=a.batch_size, shuffle=True, epochs=1, verbose=0)
         pva = np.asarray(head.predict({"features": feats[0, rva], "male": mva}, batch_size=128, verbose=0)).reshape(-1)
         val_mae = float(np.mean(np.abs(pva - yva)))
@@ -161,7 +162,7 @@ def cache_features(frozen, images_u8: np.ndarray, views: list[int], *, batch: in
         for i in range(0, n, batch):
             x = images_u8[i : i + batch].astype("float32") / 255.0
             if view:
-                x = np.stack([tta_batch(im, view + 1)[view, ..., 0] for im in x])
+                x = np.stack([tta_copy(im, view) for im in x])
             feats[j, i : i + batch] = keras.ops.convert_to_numpy(frozen(x[..., None], training=False))
             if (i // batch) % 40 == 0:
                 log(f"  view {j + 1}/{len(views)} (transform {view}): {i + len(x)}/{n} ({time.time() - t0:.0f} s)")

@@ -118,6 +118,11 @@ def test_tta_batch_keeps_the_original_first():
     np.testing.assert_array_equal(tta_batch(img, n=8), tta_batch(img, n=8))  # fixed, not random
     assert tta_batch(img, n=1).shape == (1, 64, 48, 1)
     assert tta_batch(img, n=50).shape[0] == 8
+    from boneage.tta import tta_copy
+
+    full = tta_batch(img, n=8)
+    for k in range(8):  # one copy alone is the same array as in the batch
+        np.testing.assert_array_equal(tta_copy(img, k), full[k, ..., 0])
 
 
 def _run_cli(*args, env=None, timeout=600):
