@@ -347,7 +347,7 @@ def cmd_train(a) -> int:
         batch_size=a.batch_size, learning_rate=a.lr, val_fraction=a.val_fraction, pretrained=not a.no_pretrained,
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
-        augment_strength=a.augment_strength, ema_momentum=a.ema, age_balance=a.age_balance,
+        augment_strength=a.augment_strength, ema_momentum=a.ema, age_balance=a.age_balance, head=a.head,
     )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
@@ -479,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep a moving average of the weights (e.g. 0.995) and validate/ship it (default 0 = off)")
     s.add_argument("--age-balance", type=float, default=t.age_balance, metavar="ALPHA",
                    help="weight each image by its 1-year age bin's share^-ALPHA (0 = plain MAE, 0.5 = lift the thin ends)")
+    s.add_argument("--head", choices=["regression", "distribution"], default=t.head,
+                   help="one linear output (the study's) or a softmax over 2-month age bins trained with "
+                        "label-distribution learning (see boneage.model)")
     s.add_argument("--limit", type=int, help="use only the first N labelled images (smoke tests)")
     s.add_argument("--workers", type=int, help="preprocessing processes")
     s.set_defaults(func=cmd_train)

@@ -6,6 +6,12 @@ pooling (so the network looks at growth plates, not at background), the child's 
 small dense branch concatenated before the head, and one linear output in months trained with
 MAE. The backbone is a parameter: Xception as in the study, EfficientNet-Lite0 for CPU budgets.
 
+The head is a parameter too (issue #9's "loss variants"): ``"regression"`` (one linear output,
+the study's) or ``"distribution"`` (a softmax over 2-month age bins whose expectation is the
+answer, trained with label-distribution learning: see :func:`distribution_loss`). Both end in the
+same ``bone_age_months`` rescaling layer and give one output in months, so a bundle does not
+care which head its networks carry.
+
 Only ``keras.ops`` and Keras layers are used, so the same model trains under TensorFlow, torch
 or JAX (``KERAS_BACKEND``).
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 from . import _quiet  # noqa: F401  (TensorFlow start-up logging off)
 import keras
+import numpy as np
 from keras import layers, ops
 
 from .backbones import build_backbone, freeze_backbone
@@ -21,6 +28,14 @@ from .backbones import build_backbone, freeze_backbone
 # mean and SD (RSNA train-100px: mean ≈ 127, SD ≈ 41), which keeps early gradients sane.
 DEFAULT_MEAN_MONTHS = 127.3
 DEFAULT_SD_MONTHS = 41.2
+
+HEADS = ("regression", "distribution")
+# Distribution head: bins every 2 months over 0–20 years (RSNA labels run 1–228 months), and the
+# label distribution a Gaussian of SD 6 months around the reading: about half the shipped model's
+# residual SD (12 months), as DLDL-v2 (Gao et al., IJCAI 2018) sets σ below its MAE.
+AGE_BIN_MONTHS = np.arange(0.0, 241.0, 2.0)
+LABEL_SIGMA_MONTHS = 6.0
+KL_WEIGHT = 4.0  # months of MAE one nat of KL is worth in the loss
 
 
 @keras.saving.register_keras_serializable(package="boneage")
@@ -55,14 +70,18 @@ def build_model(
     mean_months: float = DEFAULT_MEAN_MONTHS,
     sd_months: float = DEFAULT_SD_MONTHS,
     input_size: tuple[int, int] | None = None,
+    head: str = "regression",
 ) -> keras.Model:
     """Inputs ``image`` (H, W, 1) in [0, 1] and ``male`` (1,) ∈ {0, 1}; output bone age in months.
 
     ``weights``: None (random), ``"imagenet"`` (offline converted weights, see
     ``boneage fetch-weights``) or a converted weights file. ``input_size``: the image input's
     size when it differs from ``image_size``, the grid the network works at; the input is then
-    resized (bilinear) first. See :func:`resized_input`.
+    resized (bilinear) first. See :func:`resized_input`. ``head``: one of :data:`HEADS` (see the
+    module docstring); the distribution head's bin probabilities are the ``age_bins`` layer.
     """
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     h, w = image_size
     image = keras.Input((*(input_size or image_size), 1), name="image")
     male = keras.Input((1,), name="male")
@@ -83,22 +102,84 @@ def build_model(
     x = layers.Dropout(dropout, name="head_dropout1")(x)
     x = layers.Dense(head_units, activation="relu", name="head_dense")(x)
     x = layers.Dropout(dropout, name="head_dropout2")(x)
-    z = layers.Dense(1, name="head_out")(x)
+    if head == "regression":
+        z = layers.Dense(1, name="head_out")(x)
+    else:
+        p = layers.Dense(len(AGE_BIN_MONTHS), activation="softmax", name="age_bins")(x)
+        # The expectation Σ p_k·c_k as a frozen linear layer over the bin centres in z-units, so the
+        # usual rescaling follows and the saved file holds only standard layers.
+        expect = layers.Dense(1, use_bias=False, trainable=False, name="age_expectation")
+        z = expect(p)
+        expect.set_weights([((AGE_BIN_MONTHS - mean_months) / sd_months).astype("float32")[:, None]])
     months = layers.Rescaling(scale=sd_months, offset=mean_months, name="bone_age_months")(z)
     return keras.Model({"image": image, "male": male}, months, name=f"attention_{backbone}")
 
 
+def head_of(model: keras.Model) -> str:
+    """Which of :data:`HEADS` a built or loaded model carries."""
+    names = {layer.name for layer in model.layers}
+    return "distribution" if "age_bins" in names else "regression"
+
+
+def training_view(model: keras.Model) -> keras.Model:
+    """The network as it trains: the months, plus the bin probabilities for a distribution head.
+
+    Same layers and weights as ``model``; the output is (months, p_1 … p_K) side by side, so one
+    loss sees both and the callbacks keep their single ``val_mae`` (see :func:`compile_model`).
+    A regression head trains on ``model`` itself.
+    """
+    if head_of(model) == "regression":
+        return model
+    both = layers.Concatenate(name="months_and_bins")([model.output, model.get_layer("age_bins").output])
+    return keras.Model(model.inputs, both, name=model.name + "_training")
+
+
+def serving_view(model: keras.Model) -> keras.Model:
+    """The inverse of :func:`training_view`: one output in months (what a bundle ships)."""
+    if model.get_layer("bone_age_months").output is model.outputs[0] and len(model.outputs) == 1:
+        return model
+    return keras.Model(model.inputs, model.get_layer("bone_age_months").output, name=model.name.removesuffix("_training"))
+
+
+def distribution_loss(sigma_months: float = LABEL_SIGMA_MONTHS, kl_weight: float = KL_WEIGHT):
+    """Label-distribution loss (DLDL-v2): |y − E[age]| + kl_weight · KL(N(y, σ) ‖ p).
+
+    Why: the plain regression head learns one number per image; the distribution head is also
+    told that 130 and 134 months are near answers and 60 is far, which DLDL reports as a gain over
+    L1 regression in age estimation. Reads :func:`training_view`'s (months, bins) output.
+    """
+    centres = ops.convert_to_tensor(AGE_BIN_MONTHS.astype("float32"))
+
+    def loss(y_true, y_pred):
+        y = ops.reshape(ops.cast(y_true, "float32"), (-1, 1))
+        months, p = y_pred[:, :1], y_pred[:, 1:]
+        target = ops.softmax(-ops.square(centres[None, :] - y) / (2.0 * sigma_months**2), axis=-1)
+        kl = ops.sum(target * (ops.log(target + 1e-8) - ops.log(p + 1e-8)), axis=-1)
+        return ops.abs(months[:, 0] - y[:, 0]) + kl_weight * kl
+
+    return loss
+
+
+def months_mae(y_true, y_pred):
+    """MAE on the months column alone (the first output column of either view)."""
+    return ops.abs(ops.reshape(ops.cast(y_true, "float32"), (-1,)) - y_pred[:, 0])
+
+
 def compile_model(model: keras.Model, learning_rate=1e-3, weight_decay: float = 1e-4, ema_momentum: float = 0.0) -> keras.Model:
-    """AdamW and MAE (the study's loss, and the figure clinicians read).
+    """AdamW and MAE (the study's loss, and the figure clinicians read); for a
+    :func:`training_view` of a distribution head, :func:`distribution_loss`. The metric is the
+    months MAE either way, logged as ``mae`` / ``val_mae``.
 
     ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak averaging),
     which smooths the step-to-step noise of small-batch training; see ``boneage.train``.
     """
+    distribution = model.outputs[0].shape[-1] not in (None, 1)
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=1.0,
                                          use_ema=ema_momentum > 0, ema_momentum=ema_momentum),
-        loss="mean_absolute_error",
-        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        loss=distribution_loss() if distribution else "mean_absolute_error",
+        metrics=[keras.metrics.MeanMetricWrapper(months_mae, name="mae") if distribution
+                 else keras.metrics.MeanAbsoluteError(name="mae")],
     )
     return model
 
@@ -116,7 +197,7 @@ def resized_input(model: keras.Model, input_size: tuple[int, int], backbone: str
     image = next(t for t in keras.tree.flatten(model.inputs) if len(t.shape) == 4)
     out = model.get_layer("bone_age_months")
     new = build_model(backbone, (int(image.shape[1]), int(image.shape[2])), input_size=tuple(input_size),
-                      mean_months=float(out.offset), sd_months=float(out.scale))
+                      mean_months=float(out.offset), sd_months=float(out.scale), head=head_of(model))
     new.set_weights(model.get_weights())  # the resize layer has no weights: the lists line up
     return new
 

@@ -57,6 +57,7 @@ class TrainConfig:
     augment_strength: float = 1.0  # scales every augmentation range (see boneage.augment.augmenter)
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship the moving average of the weights
     age_balance: float = 0.0  # loss weight ∝ (share of the 1-year age bin)^-age_balance; 0 = plain MAE (see age_weights)
+    head: str = "regression"  # or "distribution": softmax over age bins + label-distribution loss (boneage.model)
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     pretrained: bool = True
@@ -79,10 +80,12 @@ class TrainConfig:
         TensorFlow error.
         """
         from .backbones import BACKBONES
+        from .model import HEADS
         from .checks import ParameterError, check_bool, check_choice, check_float, check_int
 
         c = self
         c.backbone = check_choice(c.backbone, "backbone", BACKBONES, flag="--backbone")
+        c.head = check_choice(c.head, "head", HEADS, flag="--head")
         c.image_height = check_int(c.image_height, "image_height", lo=32, hi=1024, flag="--image-size")
         c.image_width = check_int(c.image_width, "image_width", lo=32, hi=1024, flag="--image-size")
         if (c.input_height is None) != (c.input_width is None):
@@ -324,7 +327,7 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
     """The model (inside the distribution strategy's scope), its warm-up + cosine schedule, compiled."""
     keras = _keras()
 
-    from .model import build_model, compile_model
+    from .model import build_model, compile_model, training_view
 
     strategy = get_strategy(cfg.strategy)
     scope = strategy.scope() if strategy is not None else _nullcontext()
@@ -338,15 +341,17 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
         model = build_model(
             cfg.backbone, (cfg.image_height, cfg.image_width), weights="imagenet" if cfg.pretrained else None,
             trainable_fraction=cfg.trainable_fraction, mean_months=mean, sd_months=sd, input_size=cfg.input_size,
+            head=cfg.head,
         )
         warm = max(1, int(cfg.warmup_epochs * steps))
         total = max(warm + 1, cfg.epochs * steps)
         lr = keras.optimizers.schedules.CosineDecay(
             cfg.learning_rate * 0.05, decay_steps=total - warm, alpha=0.02, warmup_target=cfg.learning_rate, warmup_steps=warm
         )
-        compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay, ema_momentum=cfg.ema_momentum)
         if cfg.init_from:
             _init_weights(model, Path(cfg.init_from), log)
+        model = training_view(model)  # the model itself for a regression head
+        compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay, ema_momentum=cfg.ema_momentum)
     return model, strategy
 
 
@@ -400,11 +405,11 @@ def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, 
     import pandas as pd
 
     from .metrics import summarise
-    from .model import load_model
+    from .model import load_model, serving_view
     from .pipeline import PIPELINE_VERSION
 
     run = bundle.Bundle(out)
-    model.save(run.model_file)
+    serving_view(model).save(run.model_file)
     model = load_model(run.model_file)
     pred = predict_arrays(model, data.x_val, data.male_val, batch_size=64)
     vp = data.val_ids[["id", "boneage_months", "male"]].copy()
@@ -479,20 +484,28 @@ def _init_weights(model, src: Path, log) -> None:
     """Warm start from an earlier model of the same architecture (fine-tuning, or your own data).
 
     Weights travel through a ``.weights.h5`` file, which Keras matches by layer structure, so
-    a source trained with a different frozen/trainable split loads all the same.
+    a source trained with a different frozen/trainable split loads all the same. A model whose
+    head differs from its source's (``--head distribution`` from a regression model) takes every
+    layer the two share by name and shape, backbone included, and starts the new head afresh.
     """
     import tempfile
 
-    from .model import load_model
+    from .model import head_of, load_model
 
     if src.is_dir():
-        cand = src / CHECKPOINT_FILE
-        src = cand if cand.exists() else bundle.Bundle(src).model_file
+        # A finished run's model.keras holds its best checkpoint's weights and says which head it
+        # has; the bare checkpoint is for a run stopped before writing it.
+        shipped = bundle.Bundle(src).model_file
+        src = shipped if shipped.exists() else src / CHECKPOINT_FILE
     if not src.exists():
         raise TrainError(f"--init-from {src}: not found")
     if src.suffix == ".keras":
+        source = load_model(src)
+        if head_of(source) != head_of(model):
+            _copy_shared_layers(model, source, src, log)
+            return
         tmp = Path(tempfile.mkdtemp()) / "init.weights.h5"
-        load_model(src).save_weights(str(tmp))
+        source.save_weights(str(tmp))
         src = tmp
     try:
         model.load_weights(str(src))
@@ -501,13 +514,34 @@ def _init_weights(model, src: Path, log) -> None:
     log(f"  initialised from {src}")
 
 
+def _copy_shared_layers(model, source, src: Path, log) -> None:
+    """Copy the weights of every layer that ``model`` and ``source`` share by name and shapes."""
+    theirs = {layer.name: layer for layer in source.layers}
+    copied, fresh = [], []
+    for layer in model.layers:
+        mine = layer.get_weights()
+        if not mine:
+            continue
+        other = theirs.get(layer.name)
+        if other is not None and [w.shape for w in other.get_weights()] == [w.shape for w in mine]:
+            layer.set_weights(other.get_weights())
+            copied.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    if not copied or len(copied) < len(fresh):  # e.g. another backbone: nothing worth keeping
+        raise TrainError(f"--init-from {src}: too few layers in common with this architecture "
+                         f"({len(copied)} shared, {len(fresh)} not: {', '.join(fresh[:4])})")
+    log(f"  initialised {len(copied)} layers from {src}; new: {', '.join(fresh)}")
+
+
 def predict_arrays(model, images_u8: np.ndarray, male: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Batched forward pass over cached uint8 model inputs (no augmentation)."""
     out = []
     for i in range(0, len(images_u8), batch_size):
         x = images_u8[i : i + batch_size].astype("float32")[..., None] / 255.0
         m = male[i : i + batch_size].astype("float32")[:, None]
-        out.append(np.asarray(model({"image": x, "male": m}, training=False)).reshape(-1))
+        y = np.asarray(model({"image": x, "male": m}, training=False))
+        out.append(y.reshape(len(x), -1)[:, 0])  # months first (a distribution head's training view adds its bins)
     return np.concatenate(out) if out else np.zeros(0)
 
 

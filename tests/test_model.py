@@ -334,3 +334,64 @@ def test_attention_xception_caches_one_feature_map_per_tta_view():
     flipped = np.stack([tta_batch(im, 2)[1] for im in x])
     np.testing.assert_allclose(feats[1], np.asarray(frozen(flipped)), atol=2e-3)
     assert not np.allclose(feats[2], feats[0], atol=1e-2)
+
+
+def test_distribution_head_answers_the_expectation_of_its_bins():
+    """The distribution head's output is Σ p_k·c_k in months, through the usual rescaling layer,
+    so a bundle reads it like the regression head; its loss is zero only at the label's own
+    distribution and grows with the distance of the answer."""
+    from boneage.model import AGE_BIN_MONTHS, distribution_loss, head_of, serving_view, training_view
+
+    net = build_model("tiny", (96, 80), head="distribution", mean_months=120.0, sd_months=40.0)
+    assert head_of(net) == "distribution" and head_of(build_model("tiny", (96, 80))) == "regression"
+    x = {"image": np.random.default_rng(0).random((3, 96, 80, 1), dtype=np.float32), "male": np.array([[0.], [1.], [1.]], np.float32)}
+    both = np.asarray(training_view(net)(x))
+    assert both.shape == (3, 1 + len(AGE_BIN_MONTHS))
+    p = both[:, 1:]
+    assert np.allclose(p.sum(1), 1.0, atol=1e-5)
+    assert np.allclose(both[:, 0], p @ AGE_BIN_MONTHS, atol=1e-3)
+    assert np.allclose(np.asarray(net(x))[:, 0], both[:, 0], atol=1e-4)
+    assert serving_view(training_view(net)).outputs[0].shape[-1] == 1
+    assert not net.get_layer("age_expectation").trainable
+
+    loss = distribution_loss(sigma_months=6.0, kl_weight=4.0)
+    y = np.array([100.0], np.float32)
+    target = np.exp(-((AGE_BIN_MONTHS - 100.0) ** 2) / 72.0)
+    target /= target.sum()
+    exact = np.concatenate([[target @ AGE_BIN_MONTHS], target])[None].astype(np.float32)
+    far = np.roll(exact[:, 1:], 10, axis=1)
+    far = np.concatenate([[[far[0] @ AGE_BIN_MONTHS]], far], axis=1).astype(np.float32)
+    assert float(np.asarray(loss(y, exact))[0]) == pytest.approx(abs(exact[0, 0] - 100.0), abs=1e-3)
+    assert float(np.asarray(loss(y, far))[0]) > 20.0 + 4.0  # 20 months off, and a KL well above zero
+    with pytest.raises(ValueError, match="head must be one of"):
+        build_model("tiny", (96, 80), head="ordinal")
+
+
+def test_distribution_head_trains_from_a_regression_model(tmp_path):
+    """--head distribution --init-from a regression run: every shared layer (backbone, attention,
+    sex branch, head_dense) is copied, the bins start afresh, and the run folder ships one output
+    in months that the bundle reads as usual."""
+    from boneage.checks import ParameterError
+    from boneage.train import TrainConfig, train
+
+    base = dict(data=str(THUMBS), backbone="tiny", pretrained=False, epochs=1, batch_size=16, image_height=96,
+                image_width=80, val_fraction=0.25, workers=1, cache_dir=str(tmp_path / "cache"))
+    train(TrainConfig(**base, out=str(tmp_path / "reg")), log=lambda *a: None)
+    logs: list[str] = []
+    m = train(TrainConfig(**base, out=str(tmp_path / "dist"), head="distribution", init_from=str(tmp_path / "reg")),
+              log=logs.append)
+    assert np.isfinite(m["mae"])
+    line = next(line for line in logs if "layers from" in line)
+    assert "new: age_bins, age_expectation" in line
+    src, net = load_model(tmp_path / "reg" / "model.keras"), load_model(tmp_path / "dist" / "model.keras")
+    assert len(net.outputs) == 1 and net.outputs[0].shape[-1] == 1
+    assert net.get_layer("age_bins") is not None
+    # the expectation layer was frozen: still the bin centres in the source's z-units
+    out = src.get_layer("bone_age_months")
+    from boneage.model import AGE_BIN_MONTHS
+
+    want = (AGE_BIN_MONTHS - float(out.offset)) / float(out.scale)
+    assert np.allclose(net.get_layer("age_expectation").get_weights()[0][:, 0], want, atol=1e-5)
+    assert json.loads((tmp_path / "dist" / "config.json").read_text())["head"] == "distribution"
+    with pytest.raises(ParameterError, match="--head"):
+        TrainConfig(**base, out=str(tmp_path / "x"), head="ordinal")
