@@ -180,7 +180,12 @@ def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
     """``tf.data`` over the cached model inputs; augmentation per batch when training.
 
     ``weights`` (training only): per-image loss weights, e.g. :func:`age_weights`.
+    Under another Keras backend (torch or JAX: a GPU machine without TensorFlow) the same batches
+    come from :class:`ArrayBatches` instead; the TensorFlow path stays as the shipped runs used it.
     """
+    if _keras().backend.backend() != "tensorflow":
+        return ArrayBatches(images_u8, male, y, batch_size=batch_size, training=training, seed=seed,
+                            augment_strength=augment_strength, weights=weights)
     import tensorflow as tf
 
     from .augment import augmenter
@@ -205,6 +210,46 @@ def make_dataset(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
 
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def ArrayBatches(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool,
+                 seed: int = 0, augment_strength: float = 1.0, weights: np.ndarray | None = None):
+    """A backend-neutral ``keras.utils.PyDataset`` with :func:`make_dataset`'s batches.
+
+    Why: ``tf.data`` needs TensorFlow, which a torch or JAX GPU machine does not have; the model
+    and the augmenter are Keras layers already. Same contract as the ``tf.data`` path: uint8
+    inputs scaled to [0, 1], a fresh seeded shuffle every epoch and the seeded augmenter per
+    batch when training, the loss weights as a third element; not byte-identical to it (another
+    shuffle order and random stream).
+    """
+    keras = _keras()
+
+    from .augment import augmenter
+
+    class _Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.aug = augmenter(seed, strength=augment_strength) if training else None
+            self.w = None if weights is None or not training else np.asarray(weights, "float32")[:, None]
+            self.order = self.rng.permutation(len(images_u8)) if training else np.arange(len(images_u8))
+
+        def __len__(self):
+            return math.ceil(len(images_u8) / batch_size)
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            x = images_u8[idx].astype("float32")[..., None] / 255.0
+            if self.aug is not None:
+                x = self.aug(x, training=True)
+            out = ({"image": x, "male": male[idx].astype("float32")[:, None]}, y[idx].astype("float32")[:, None])
+            return out + (self.w[idx],) if self.w is not None else out
+
+        def on_epoch_end(self):
+            if training:
+                self.order = self.rng.permutation(len(images_u8))
+
+    return _Batches()
 
 
 def EpochReport(total_epochs: int, log):
@@ -378,9 +423,9 @@ def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log) -> l
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),
-        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch"),
         EpochReport(cfg.epochs, log),
-    ]
+    ] + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
+         if keras.backend.backend() == "tensorflow" else [])  # its summary writer is TensorFlow's
 
 
 def _fit(cfg: TrainConfig, out: Path, model, datasets: tuple, strategy, callbacks: list, log) -> float:
