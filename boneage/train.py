@@ -239,10 +239,10 @@ def ArrayBatches(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
 
         def __getitem__(self, i):
             idx = self.order[i * batch_size:(i + 1) * batch_size]
-            x = images_u8[idx].astype("float32")[..., None] / 255.0
+            x = cached_inputs(images_u8[idx], male[idx])
             if self.aug is not None:
-                x = self.aug(x, training=True)
-            out = ({"image": x, "male": male[idx].astype("float32")[:, None]}, y[idx].astype("float32")[:, None])
+                x["image"] = self.aug(x["image"], training=True)
+            out = (x, y[idx].astype("float32")[:, None])
             return out + (self.w[idx],) if self.w is not None else out
 
         def on_epoch_end(self):
@@ -583,11 +583,16 @@ def predict_arrays(model, images_u8: np.ndarray, male: np.ndarray, batch_size: i
     """Batched forward pass over cached uint8 model inputs (no augmentation)."""
     out = []
     for i in range(0, len(images_u8), batch_size):
-        x = images_u8[i : i + batch_size].astype("float32")[..., None] / 255.0
-        m = male[i : i + batch_size].astype("float32")[:, None]
-        y = np.asarray(model({"image": x, "male": m}, training=False))
-        out.append(y.reshape(len(x), -1)[:, 0])  # months first (a distribution head's training view adds its bins)
+        y = np.asarray(model(cached_inputs(images_u8[i : i + batch_size], male[i : i + batch_size]), training=False))
+        out.append(y.reshape(len(y), -1)[:, 0])  # months first (a distribution head's training view adds its bins)
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def cached_inputs(images_u8: np.ndarray, male: np.ndarray) -> dict:
+    """The model's input dict for cached uint8 pipeline outputs (N, H, W) and sexes (N,): the
+    images in [0, 1] with a channel axis, both float32 (what :func:`make_dataset`'s ``tf.data``
+    path makes inside TensorFlow)."""
+    return {"image": images_u8.astype("float32")[..., None] / 255.0, "male": np.asarray(male, "float32")[:, None]}
 
 
 def _tty() -> bool:
