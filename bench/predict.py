@@ -92,7 +92,23 @@ def main(argv=None) -> int:
     from boneage.augment import tta_batch
 
     prepared = np.random.default_rng(2).random((h, w), dtype=np.float32)
-    res["model_only_ms_tta%d" % n_tta] = round(_median_ms(lambda: pred._run(tta_batch(prepared, n_tta), 0.0), a.repeats), 1)
+    def model_ms(p, k):
+        return round(_median_ms(lambda: p._run(tta_batch(prepared, k), 0.0), a.repeats), 1)
+
+    res["runtime"] = pred.runtime  # boneage.runtime: LiteRT unless it is unavailable or disagrees
+    res["model_only_ms_tta%d" % n_tta] = model_ms(pred, n_tta)
+    res["model_only_ms_tta8"] = model_ms(pred, 8)
+    # The same batches on the TensorFlow path (the runtime's fallback), back to back.
+    from boneage import runtime
+
+    os.environ[runtime.ENV] = "keras"
+    try:
+        tf_pred = Predictor.load(a.model)
+    finally:
+        os.environ.pop(runtime.ENV)
+    res["model_only_ms_tta%d_tensorflow" % n_tta] = model_ms(tf_pred, n_tta)
+    res["model_only_ms_tta8_tensorflow"] = model_ms(tf_pred, 8)
+    del tf_pred
 
     # Batch throughput: model inputs already prepared, batches of 64, no TTA.
     xb = {"image": np.random.default_rng(1).random((64, h, w, 1), dtype=np.float32), "male": np.ones((64, 1), np.float32)}

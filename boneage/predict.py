@@ -204,13 +204,17 @@ class Predictor:
 
     @staticmethod
     def _compile(net):
-        import keras
+        """The network's forward pass: LiteRT when it converts and matches Keras, else TensorFlow
+        (:mod:`boneage.runtime`, where the choice and its measured speed-up are explained)."""
+        from .runtime import LiteNetwork
 
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+        return LiteNetwork.build(net)
 
-            return tf.function(lambda x: net(x, training=False), reduce_retracing=True)
-        return lambda x: net(x, training=False)
+    @property
+    def runtime(self) -> str:
+        """Which engine runs the networks: "litert", or "keras" with the reason LiteRT is not used."""
+        rs = {(f.runtime, f.fallback_reason) for f in self._fns}
+        return "; ".join(r if why is None else f"{r} ({why})" for r, why in sorted(rs, key=str))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Predictor":
@@ -350,8 +354,9 @@ class Predictor:
     def warm_up(self) -> None:
         """One prediction on a synthetic hand-sized image, so the first real one is not slow.
 
-        The first call traces the cached ``tf.function`` (seconds on 2 cores); ``boneage serve``
-        and the app run this at start, before anyone waits on it.
+        The first call sizes the networks' interpreters and warms the pipeline's OpenCV paths (and,
+        on the TensorFlow fallback of :mod:`boneage.runtime`, traces its ``tf.function``: seconds
+        on 2 cores); ``boneage serve`` and the app run this at start, before anyone waits on it.
         """
         h, w = 1040, 800
         yy, xx = np.mgrid[0:h, 0:w]

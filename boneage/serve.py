@@ -10,7 +10,7 @@ Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
 Decisions, so integrators can rely on them:
 
 * **One model, loaded before the port opens.** ``boneage serve`` loads the bundle and runs one
-  warm-up prediction (traces the cached ``tf.function``) before uvicorn binds, so the first
+  warm-up prediction (the networks are ready: LiteRT interpreters, :mod:`boneage.runtime`) before uvicorn binds, so the first
   request costs what every other does and a broken bundle fails at start, not at the first call.
 * **Errors are JSON ``{"error": "..."}``, one line.** Bad input is 4xx: 413 upload too large,
   422 not an image / unreadable image / missing sex / bad clinical field / refused image, 503
@@ -230,6 +230,7 @@ def create_app(predictor, config: ServeConfig | None = None):
             "boneage_version": __version__,
             "model_version": predictor.model_version,
             "pipeline_version": PIPELINE_VERSION,
+            "runtime": predictor.runtime,  # "litert", or "keras (why not LiteRT)": boneage.runtime
             "in_flight": gate.in_flight,
             "limits": {"max_upload_bytes": cfg.max_upload_bytes, "workers": cfg.workers,
                        "max_in_flight": gate.limit},

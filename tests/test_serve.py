@@ -35,6 +35,7 @@ def test_health_and_docs(client, predictor):
     assert r.status_code == 200
     h = r.json()
     assert h["status"] == "ok" and h["model_version"] == predictor.model_version
+    assert h["runtime"] == predictor.runtime == "litert"  # boneage.runtime's fast path, not its fallback
     assert h["limits"]["workers"] == 2 and h["in_flight"] == 0
     spec = client.get("/openapi.json").json()
     assert "/v1/predict" in spec["paths"] and "/health" in spec["paths"]
@@ -125,6 +126,7 @@ class _SlowPredictor:
     """Stands in for the model so admission control can be tested deterministically."""
 
     model_version = "slow-test"
+    runtime = "none (a test double)"
 
     def __init__(self):
         self.release = threading.Event()
