@@ -106,8 +106,8 @@ def main(argv=None) -> int:
         tf_pred = Predictor.load(a.model)
     finally:
         os.environ.pop(runtime.ENV)
-    res["model_only_ms_tta%d_tensorflow" % n_tta] = model_ms(tf_pred, n_tta)
-    res["model_only_ms_tta8_tensorflow"] = model_ms(tf_pred, 8)
+    res["model_only_on_tensorflow_ms_tta%d" % n_tta] = model_ms(tf_pred, n_tta)
+    res["model_only_on_tensorflow_ms_tta8"] = model_ms(tf_pred, 8)
     del tf_pred
 
     # Batch throughput: model inputs already prepared, batches of 64, no TTA.

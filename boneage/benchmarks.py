@@ -18,7 +18,7 @@ _QUALIFIERS = {"median": "median", "p90": "90th percentile", "no_tta": "no TTA",
 # Words a reader expects instead of the key's spelling.
 _WORDS = {"xception299": "Xception-299", "end to end": "end to end", "loadavg": "load average",
           "load avg": "load average", "cpu count": "CPUs", "cpus": "CPUs", "opencv": "OpenCV", "png": "PNG",
-          "dicom": "DICOM", "png again": "PNG, again", "png second": "another PNG", "tta": "TTA", "train": "training"}
+          "dicom": "DICOM", "tensorflow": "TensorFlow", "png again": "PNG, again", "png second": "another PNG", "tta": "TTA", "train": "training"}
 
 
 @dataclass(frozen=True)
