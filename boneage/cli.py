@@ -335,7 +335,7 @@ def cmd_evaluate(a) -> int:
 def cmd_train(a) -> int:
     h, w = a.image_size
     ih, iw = a.input_size or (None, None)
-    if err := _preflight_error((preflight.labels_file, a.data), (preflight.output_folder, a.out),
+    if err := _preflight_error((preflight.training_data, a.data), (preflight.output_folder, a.out),
                                (preflight.existing_path, a.init_from)):
         return _fail(err)
     from .data import DataError
@@ -348,6 +348,7 @@ def cmd_train(a) -> int:
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
         augment_strength=a.augment_strength, ema_momentum=a.ema, age_balance=a.age_balance, head=a.head,
+        max_minutes=a.max_minutes,
     )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
@@ -452,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a model on an RSNA-layout folder")
     # The defaults live in the dataclass, not here (read from its fields: building one would import Keras).
     t = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
-    s.add_argument("--data", required=True)
+    s.add_argument("--data", required=True, help="RSNA-layout folder (labels.csv and images), or a packed-inputs .npz "
+                   "(scripts/train_gpu.sh pack: the pipeline's outputs for a machine without the images)")
     s.add_argument("--out", required=True, help="run folder (model.keras, metrics.json, history.csv, …)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "xception", "tiny"], default=t.backbone)
     s.add_argument("--image-size", type=_size, default=(t.image_height, t.image_width),
@@ -468,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-pretrained", action="store_true", help="random initialisation instead of ImageNet")
     s.add_argument("--val-fraction", type=float, default=t.val_fraction)
     s.add_argument("--patience", type=int, default=t.patience)
+    s.add_argument("--max-minutes", type=float, default=t.max_minutes,
+                   help="stop after the epoch that leaves no time for another (a time-limited machine); the best epoch is kept")
     s.add_argument("--seed", type=int, default=t.seed)
     s.add_argument("--strategy", choices=STRATEGIES, default=t.strategy)
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -52,6 +52,16 @@ def labels_file(data: str | Path) -> Path:
     raise PathError(f"{data}: no {LABELS_FILE} (expected columns {LABELS_COLUMNS})")
 
 
+def training_data(data: str | Path) -> Path:
+    """What ``boneage train --data`` takes: a dataset (see :func:`labels_file`) or a packed-inputs
+    ``.npz`` (:mod:`boneage.packed`, for a machine without the images; its contents are checked
+    when it is read)."""
+    p = Path(data).expanduser()
+    if p.is_file() and p.suffix.lower() == ".npz":
+        return p
+    return labels_file(data)
+
+
 def existing_path(path: str | Path) -> Path:
     """``path`` as a Path when it exists (a file or a folder)."""
     p = Path(path).expanduser()

@@ -63,6 +63,7 @@ class TrainConfig:
     pretrained: bool = True
     trainable_fraction: float = 0.6  # share of backbone layers trained, from the top
     patience: int = 5
+    max_minutes: float | None = None  # stop after the epoch that leaves no time for another (EpochReport)
     seed: int = 42
     strategy: str = "default"
     resume: bool = False
@@ -108,6 +109,8 @@ class TrainConfig:
         c.trainable_fraction = check_float(c.trainable_fraction, "trainable_fraction", lo=0.0, hi=1.0,
                                            flag="--trainable-fraction")
         c.patience = check_int(c.patience, "patience", lo=0, hi=10_000, flag="--patience")
+        if c.max_minutes is not None:
+            c.max_minutes = check_float(c.max_minutes, "max_minutes", lo=0.0, lo_open=True, hi=10_000, flag="--max-minutes")
         c.seed = check_int(c.seed, "seed", lo=0, hi=2**32 - 1, flag="--seed")
         c.strategy = check_choice(c.strategy, "strategy", STRATEGIES, flag="--strategy")
         c.resume = check_bool(c.resume, "resume", flag="--resume")
@@ -252,8 +255,10 @@ def ArrayBatches(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
     return _Batches()
 
 
-def EpochReport(total_epochs: int, log):
-    """Callback: a one-line summary per epoch with the overall ETA (Keras' bar only knows the epoch)."""
+def EpochReport(total_epochs: int, log, max_minutes: float | None = None):
+    """Callback: a one-line summary per epoch with the overall ETA (Keras' bar only knows the epoch);
+    with ``max_minutes``, training stops after the epoch when one more (at the mean pace) would pass
+    it — a lent GPU machine's command has a hard limit, and a killed run writes no model."""
     keras = _keras()
 
     class _CB(keras.callbacks.Callback):
@@ -273,6 +278,9 @@ def EpochReport(total_epochs: int, log):
             self.best = min(self.best, v)
             log(f"epoch {epoch + 1}/{total_epochs}: train MAE {logs.get('mae', math.nan):.2f}, val MAE {v:.2f} "
                 f"(best {self.best:.2f}) months; elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min")
+            if max_minutes is not None and epoch + 1 < total_epochs and el + el / done > 60 * max_minutes:
+                self.model.stop_training = True
+                log(f"stopping after epoch {epoch + 1}: another would pass --max-minutes {max_minutes:g}")
 
     return _CB()
 
@@ -334,13 +342,22 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 def _prepare(cfg: TrainConfig, log) -> _Prepared:
     """Labels and cached pipeline outputs (boneage.data), usable images only, split by id."""
-    from .data import build_cache, split
+    from .data import Prepared, build_cache, split
+    from .packed import PackedError, is_packed, load_packed
 
     params = cfg.pipeline_params()
     log(f"preparing images from {cfg.data} (pipeline at {params.frame_width}×{params.frame_height}, model input {params.model_height}×{params.model_width}"
         f"{'' if cfg.input_size == (cfg.image_height, cfg.image_width) else f', resized to {cfg.image_height}×{cfg.image_width} inside the network'}) …")
     t0 = time.time()
-    prep = build_cache(cfg.data, params, cache_dir=cfg.cache_dir, workers=cfg.workers, limit=cfg.limit)
+    if is_packed(cfg.data):  # a machine without the images (boneage.packed): the pipeline ran where they are
+        try:
+            prep = load_packed(cfg.data, params)
+        except PackedError as e:
+            raise TrainError(str(e)) from None
+        if cfg.limit:
+            prep = Prepared(images=prep.images[: cfg.limit], labels=prep.labels.iloc[: cfg.limit].copy())
+    else:
+        prep = build_cache(cfg.data, params, cache_dir=cfg.cache_dir, workers=cfg.workers, limit=cfg.limit)
     lab = prep.labels
     bad = lab[~lab["ok"]]
     if len(bad):
@@ -423,7 +440,7 @@ def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log) -> l
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),
-        EpochReport(cfg.epochs, log),
+        EpochReport(cfg.epochs, log, cfg.max_minutes),
     ] + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
          if keras.backend.backend() == "tensorflow" else [])  # its summary writer is TensorFlow's
 
@@ -454,7 +471,12 @@ def _write(cfg: TrainConfig, out: Path, model, data: _Prepared, train_s: float, 
     from .pipeline import PIPELINE_VERSION
 
     run = bundle.Bundle(out)
-    serving_view(model).save(run.model_file)
+    view = serving_view(model)
+    # A fresh, uncompiled Model over the same layers: the file holds the weights, not the optimizer's
+    # two moments as well (16 MB instead of 60 for the 160×128 network; a lent GPU machine gives back
+    # files of at most 16 MiB). --resume reads backup/, not this file.
+    keras = _keras()
+    keras.Model(view.inputs, view.output, name=view.name).save(run.model_file)
     model = load_model(run.model_file)
     pred = predict_arrays(model, data.x_val, data.male_val, batch_size=64)
     vp = data.val_ids[["id", "boneage_months", "male"]].copy()

@@ -224,7 +224,7 @@ def test_interrupted_training_resumes(tmp_path):
     cfg = dict(data=str(THUMBS), out=str(tmp_path / "run"), backbone="tiny", pretrained=False, epochs=2, batch_size=16,
                image_height=96, image_width=80, val_fraction=0.25, workers=1, cache_dir=str(tmp_path / "cache"))
     orig = T.EpochReport
-    T.EpochReport = lambda total, log: Stop()  # the last callback: runs after the backup is written
+    T.EpochReport = lambda total, log, max_minutes=None: Stop()  # the last callback: runs after the backup is written
     try:
         with pytest.raises(KeyboardInterrupt):  # the CLI turns it into exit status 130
             train(TrainConfig(**cfg), log=lambda *a: None)

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Issue #9 on a lent GPU machine (the `device` tool): train ensemble members there in one call,
+# bring them back through $OUT, measure them here on the CPU path before anything ships.
+#
+# The machine has PyTorch, OpenCV, pandas, h5py and rich but no TensorFlow and no Keras, and no
+# copy of the thumbnails; it receives the working tree (≈ 35 MiB) plus what `carry` names, 64 MiB
+# in all, and gives back at most 8 files of 16 MiB. Hence, in three steps:
+#
+#   1. here:   scripts/train_gpu.sh pack
+#        gpu/inputs.npz  the pipeline's outputs for every thumbnail, WebP q88 (boneage.packed, ≈ 23 MiB)
+#        gpu/wheels/     keras and the two packages it needs there (namex, optree), for Python 3.12
+#        and prints what would travel (must stay under 64 MiB).
+#   2. there:  run(command="scripts/train_gpu.sh run", carry=["gpu"], timeout_s=600)
+#        KERAS_BACKEND=torch; each member below is `boneage train --data gpu/inputs.npz`, stopped by
+#        --max-minutes before the call's limit; model.keras, metrics.json and the log of each come back.
+#   3. here:   scripts/train_gpu.sh check DIR   (DIR = the run's files_at)
+#        validation MAE of each member alone and beside the shipped pair (scripts/ablation.py, cached
+#        inputs, no TTA). Ship a member only through `make_model_card.py --member`, the acceptance
+#        and interval recalibration and `boneage evaluate` (README, "Retraining").
+#
+# Tested here on a tiny subset under KERAS_BACKEND=jax with TensorFlow's import blocked:
+#   LIMIT=96 scripts/train_gpu.sh pack && EPOCHS=1 MINUTES=1 PYTHON=... KERAS_BACKEND=jax scripts/train_gpu.sh run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+members() {
+  # name, then `boneage train` options. Both start from the shipped networks' weights (in the tree,
+  # so nothing more travels); ImageNet starts would need the 18 MiB backbone file carried in a
+  # second call. EPOCHS/MINUTES shrink them for a smoke test.
+  local e=${EPOCHS:-40} m=${MINUTES:-4}
+  echo "long160 --init-from models/model.keras --epochs $e --max-minutes $m --batch-size 64 --lr 3e-4 --warmup-epochs 1 --trainable-fraction 1.0 --augment-strength 0.6 --ema 0.998 --age-balance 0.5 --patience 100 --seed 42"
+  echo "seed160 --init-from models/model.keras --epochs $e --max-minutes $m --batch-size 64 --lr 5e-4 --warmup-epochs 1 --trainable-fraction 1.0 --augment-strength 1.0 --ema 0.998 --age-balance 0.5 --patience 100 --seed 7"
+}
+
+case "${1:-}" in
+pack)
+  PY=${PYTHON:-.venv/bin/python}
+  DATA=${DATA:-../shared/data/rsna-bone-age/train-100px}
+  grep -qx '/gpu/' .gitignore || { echo "gpu/ must be git-ignored (.gitignore)"; exit 2; }
+  "$PY" scripts/pack_inputs.py --data "$DATA" --out gpu/inputs.npz ${LIMIT:+--limit "$LIMIT"}
+  rm -rf gpu/wheels && mkdir -p gpu/wheels
+  keras=$(grep -o '^keras==[0-9.]*' requirements.txt)
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d gpu/wheels "$keras" namex optree
+  tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+  extra=$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
+  carried=$(du -sb gpu | cut -f1)
+  total=$(( tree + ${extra:-0} + carried ))
+  "$PY" -c "import sys; t, u, g = (int(v) / 2**20 for v in sys.argv[1:]); print(f'would travel: tree {t:.1f} MiB + untracked {u:.1f} MiB + gpu/ {g:.1f} MiB = {t + u + g:.1f} MiB (limit 64)')" \
+    "$tree" "${extra:-0}" "$carried"
+  [ "$total" -lt $(( 64 * 1048576 )) ] || { echo "over the 64 MiB a call carries"; exit 1; }
+  ;;
+run)
+  [ -f gpu/inputs.npz ] || { echo "gpu/inputs.npz missing: scripts/train_gpu.sh pack, then carry gpu"; exit 2; }
+  PY=${PYTHON:-python3}
+  OUT=${OUT:-runs/gpu_out}
+  mkdir -p "$OUT" /tmp/gpu_runs
+  if ! "$PY" -c "import keras" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site gpu/wheels/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} KERAS_BACKEND=${KERAS_BACKEND:-torch} PYTHONUNBUFFERED=1
+  command -v nvidia-smi >/dev/null && nvidia-smi -L || true
+  "$PY" -c "import keras; print('keras', keras.__version__, 'backend', keras.backend.backend())"
+  members | while read -r name opts; do
+    echo "=== $name: boneage train $opts"
+    # shellcheck disable=SC2086
+    "$PY" -m boneage.cli train --data gpu/inputs.npz --out "/tmp/gpu_runs/$name" $opts 2>&1 | tee "$OUT/$name.log" \
+      || echo "$name failed (see $name.log)"
+    for f in model.keras metrics.json; do
+      [ -f "/tmp/gpu_runs/$name/$f" ] && cp "/tmp/gpu_runs/$name/$f" "$OUT/$name.${f#*.}" || true
+    done
+  done
+  ls -la "$OUT"
+  ;;
+check)
+  DIR=${2:?usage: scripts/train_gpu.sh check DIR (the folder the run brought back)}
+  PY=${PYTHON:-.venv/bin/python}
+  rows=(--row "shipped pair (cached inputs, no TTA)" "models,models/member-1.keras")
+  for k in "$DIR"/*.keras; do
+    n=$(basename "$k" .keras)
+    rows+=(--row "gpu $n alone" "$k" --row "gpu $n beside the pair" "models,models/member-1.keras,$k")
+  done
+  "$PY" scripts/ablation.py "${rows[@]}" --out "${OUT_JSON:-runs/gpu_check.json}"
+  ;;
+*)
+  sed -n '2,22p' "$0"; exit 2 ;;
+esac
