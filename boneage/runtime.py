@@ -2,13 +2,17 @@
 
 Why: the model part of a prediction (the TTA copies through the bundle's networks) was the
 largest single cost after decoding (issue 13, item 5; issue 9's 60 ms model budget). The same
-frozen graph on the LiteRT interpreter reads **3–3.5× faster** than TensorFlow's cached
+frozen graph on the LiteRT interpreter reads **about 3× faster** than TensorFlow's cached
 ``tf.function`` on these 2 cores, with the same numbers: measured 2026-11-29 on the shipped pair
-(one network at 160×128, the member resized inside to 224×176), median of 30 calls, back to back:
+(one network at 160×128, the member resized inside to 224×176), medians of 30 calls back to back
+(``bench/predict.py`` times both runtimes in one run):
 
-    copies per network   TensorFlow tf.function   LiteRT (XNNPACK, 2 threads)   largest difference
-    2 (the bundle's 4)   50–63 ms                 15–16 ms                      3e-4 months
-    4 (8 copies)         72–95 ms                 27–28 ms                      3e-4 months
+    copies (shared by the two)   TensorFlow tf.function   LiteRT (XNNPACK, 2 threads)   largest difference
+    4                            50–63 ms                 15–20 ms                      3e-4 months
+    8 (the bundle's count)       72–104 ms                27–38 ms                      3e-4 months
+
+Through ``boneage evaluate`` on the 1,707 validation ids (4-copy bundle) both runtimes gave MAE
+8.792 with the same 11 refusals; the largest difference of any prediction was 2e-4 months.
 
 Decisions:
 - **One source of truth stays the Keras bundle** (``models/*.keras``). The LiteRT graph is derived
@@ -104,8 +108,8 @@ def cache_key(net) -> str:
 def convert(net) -> bytes:
     """The network's inference call as a LiteRT flatbuffer, its variables frozen into constants.
 
-    Outputs are returned in :data:`OUTPUT_NAMES` order by the interpreter's tensor names,
-    matched by :func:`_output_order` (the converter does not keep a dict's keys).
+    The converter numbers the outputs in its own order; :func:`_output_order` maps them back to
+    the Keras outputs (:data:`OUTPUT_NAMES`) by shape when the interpreter is built.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -122,7 +126,11 @@ def convert(net) -> bytes:
 
 def cached_flatbuffer(net) -> bytes:
     """:func:`convert`, kept in ``cache_dir()/litert`` under :func:`cache_key` (written atomically)."""
-    folder = paths.cache_dir() / "litert"
+    try:
+        folder = paths.cache_dir() / "litert"
+    except OSError as e:  # a read-only install still serves: it converts at every load
+        log.warning("LiteRT cache unavailable: %s", e)
+        return convert(net)
     f = folder / f"{cache_key(net)}.tflite"
     if f.is_file():
         return f.read_bytes()

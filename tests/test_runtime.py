@@ -114,3 +114,14 @@ def test_shipped_bundle_reads_the_same_on_both_runtimes(monkeypatch):
         assert a.interval_90_months == pytest.approx(b.interval_90_months, abs=0.01)
         assert a.acceptance.accepted == b.acceptance.accepted
         np.testing.assert_allclose(a.attention_map, b.attention_map, atol=1e-3)
+
+
+def test_an_unwritable_cache_still_serves_litert(net, monkeypatch, tmp_path):
+    from boneage import paths
+
+    def no_cache():
+        raise PermissionError("read-only checkout")
+
+    monkeypatch.delenv(runtime.ENV, raising=False)
+    monkeypatch.setattr(paths, "cache_dir", no_cache)
+    assert runtime.LiteNetwork.build(net).runtime == "litert"
