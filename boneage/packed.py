@@ -99,8 +99,9 @@ def load_packed(path: str | Path, params: PipelineParams | None = None):
         if version != PIPELINE_VERSION:
             raise PackedError(f"{path}: made with pipeline version {version}, this code runs version {PIPELINE_VERSION}")
         stored = json.loads(str(z["params"]))
-        if params is not None and stored != json.loads(json.dumps(params.to_dict(), sort_keys=True)):
-            diff = sorted(k for k in set(stored) | set(params.to_dict()) if stored.get(k) != params.to_dict().get(k))
+        want = None if params is None else json.loads(json.dumps(params.to_dict()))  # as stored: JSON types
+        if want is not None and stored != want:
+            diff = sorted(k for k in set(stored) | set(want) if stored.get(k) != want.get(k))
             raise PackedError(f"{path}: packed with other pipeline parameters ({', '.join(diff)})")
         blob, off, (h, w) = z["blob"], z["offsets"], (int(v) for v in z["shape"])
         lab = pd.read_json(StringIO(z["labels"].tobytes().decode("utf-8")), dtype={"id": str})

@@ -41,7 +41,6 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -60,9 +59,11 @@ Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def requested() -> str:
     """The runtime asked for by ``$BONEAGE_RUNTIME`` ("litert" unless set to "keras")."""
+    from .checks import ParameterError
+
     v = os.environ.get(ENV, "litert").strip().lower()
     if v not in ("litert", "keras"):
-        raise ValueError(f"{ENV}={v!r}: expected 'litert' or 'keras'")
+        raise ParameterError(f"{ENV}={v!r}: expected 'litert' or 'keras'")
     return v
 
 
@@ -114,8 +115,9 @@ def convert(net) -> bytes:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    specs = [tf.TensorSpec((None, *shape[1:]), tf.float32, name=name) for name, shape in _input_specs(net)]
-    names = [n for n, _ in _input_specs(net)]
+    inputs = _input_specs(net)
+    specs = [tf.TensorSpec((None, *shape[1:]), tf.float32, name=name) for name, shape in inputs]
+    names = [n for n, _ in inputs]
 
     def call(*xs):
         return net(dict(zip(names, xs)), training=False)
@@ -146,7 +148,7 @@ def cached_flatbuffer(net) -> bytes:
 
 
 def _probe(specs: list[tuple[str, tuple]], n: int = 3) -> dict[str, np.ndarray]:
-    """A fixed batch: smooth random images and both sexes (deterministic, so a failure repeats)."""
+    """A fixed batch: uniform random images and both sexes (seeded, so a failure repeats)."""
     rng = np.random.default_rng(20261129)
     out = {}
     for name, shape in specs:
@@ -171,7 +173,7 @@ class LiteNetwork:
     _interpreter: object | None = None
     _inputs: dict | None = None  # input name -> interpreter tensor index
     _outputs: tuple[int, int, int] | None = None  # interpreter output indices, OUTPUT_NAMES order
-    _out_index: list[int] | None = None  # interpreter output indices, in its own order
+    _out_index: list[int] | None = None  # interpreter output indices, in its own order (fixed by resizing)
     _batch: int = -1
 
     @classmethod
@@ -212,7 +214,7 @@ class LiteNetwork:
             if len(hit) != 1:
                 return None, f"LiteRT input {name!r} not found among {sorted(by_name)}"
             inputs[name] = hit[0]
-        me = cls("litert", None, keras_call, it, inputs)
+        me = cls("litert", None, keras_call, it, inputs, _out_index=[d["index"] for d in it.get_output_details()])
         probe = _probe(specs)
         ref = tuple(np.asarray(v) for v in net(probe, training=False))  # eager: no trace for a one-off call
         got = me._lite(probe, order=None)
@@ -234,7 +236,6 @@ class LiteNetwork:
                 it.resize_tensor_input(idx, [n, *np.shape(x[name])[1:]])
             it.allocate_tensors()
             self._batch = n
-            self._out_index = [d["index"] for d in it.get_output_details()]
         for name, idx in self._inputs.items():
             it.set_tensor(idx, np.ascontiguousarray(x[name], np.float32))
         it.invoke()

@@ -343,13 +343,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
 def _prepare(cfg: TrainConfig, log) -> _Prepared:
     """Labels and cached pipeline outputs (boneage.data), usable images only, split by id."""
     from .data import Prepared, build_cache, split
-    from .packed import PackedError, is_packed, load_packed
+    from .packed import PackedError, load_packed
 
     params = cfg.pipeline_params()
     log(f"preparing images from {cfg.data} (pipeline at {params.frame_width}×{params.frame_height}, model input {params.model_height}×{params.model_width}"
         f"{'' if cfg.input_size == (cfg.image_height, cfg.image_width) else f', resized to {cfg.image_height}×{cfg.image_width} inside the network'}) …")
     t0 = time.time()
-    if is_packed(cfg.data):  # a machine without the images (boneage.packed): the pipeline ran where they are
+    if Path(cfg.data).suffix.lower() == ".npz":  # packed inputs (boneage.packed), as preflight.training_data takes them
         try:
             prep = load_packed(cfg.data, params)
         except PackedError as e:

@@ -95,3 +95,13 @@ def test_train_cli_takes_a_packed_file(packed_file, tmp_path):
     assert preflight.training_data(THUMBS).name == "labels.csv"
     with pytest.raises(preflight.PathError, match="not found"):
         preflight.training_data(tmp_path / "missing.npz")
+
+
+def test_an_npz_that_is_not_packed_inputs_is_one_training_error(tmp_path):
+    from boneage.train import TrainConfig, TrainError, train
+
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, images=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(TrainError, match="not a packed-inputs file"):
+        train(TrainConfig(data=str(plain), out=str(tmp_path / "run"), backbone="tiny", pretrained=False, epochs=1),
+              log=lambda *_: None)
