@@ -6,8 +6,9 @@ surround, a film edge or frame line touching the hand, a light-box gradient, sid
 labels, a second exposure beside the first — they test that the pipeline still finds *the hand*
 and turns it exactly as it turns the clean image.
 
-Geometry is kept simple on purpose: the composite has the pipeline's frame size (1000×800), so
-the mask the pipeline returns is compared pixel for pixel with the truth.
+Geometry is kept simple on purpose: the composite has the study's frame size (1000×800), the
+pipeline's frame shape, so the mask the pipeline returns is compared pixel for pixel with the
+truth scaled to the pipeline's frame (:func:`truth_in_frame`).
 """
 from __future__ import annotations
 
@@ -82,6 +83,13 @@ def composite(hand01: np.ndarray, kind: str, seed: int = 0) -> tuple[np.ndarray,
     img = np.where(mask > 0, bg + (1.0 - bg) * (0.25 + 0.75 * hand), bg)
     img = img + rng.normal(0, 0.01, img.shape).astype(np.float32)
     return np.clip(img, 0, 1).astype(np.float32), mask
+
+
+def truth_in_frame(truth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The true mask at the pipeline's frame size ``shape`` (H, W): nearest-neighbour, still 0/255."""
+    if truth.shape == tuple(shape):
+        return truth
+    return cv2.resize(truth, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -30,7 +30,7 @@ Bounded cost (issue #14), because an upload is untrusted and the app serves many
 * Decoded samples go to grey in strips of rows and are averaged over k×k blocks on the way
   (:func:`reduction_factor`), so no float64 array of the full image is ever made. Before this a
   0.5 MB PNG of 7700×7700 16-bit RGBA cost 4.5–5.2 GB and 20 s (float64 H×W×4). Images up to twice
-  the pipeline's 800×1000 frame in each direction (and up to ``MAX_WORK_PIXELS``) keep k = 1 and
+  the study's 800×1000 frame in each direction (and up to ``MAX_WORK_PIXELS``) keep k = 1 and
   load bit for bit as before, so the RSNA images and the benchmark's 2000×2500 inputs are untouched;
   larger ones are reduced by an integer factor (a k×k box mean, what ``cv2.INTER_AREA`` does for
   integer factors) before the pipeline's own resize. ``ImageMeta.width/height`` stay the file's.
@@ -69,8 +69,8 @@ MAX_BYTES = 100_000_000
 # a 474 MB 7700² 16-bit RGBA, in 10 s), so that file is refused from its header; 60 MP of 8-bit
 # RGBA (229 MiB) still passes. Measured per input by bench/hostile.py.
 MAX_DECODED_BYTES = 256 * 2**20
-# The pipeline frame is 800×1000 (boneage.pipeline.PipelineParams); keeping twice that in each
-# direction leaves the pipeline's own INTER_AREA resize as the only reduction for usual films.
+# Twice the study's 800×1000 frame in each direction (four times the pipeline's 400×500 since
+# pipeline version 5): the pipeline's own INTER_AREA resize stays the only reduction for usual films.
 WORK_SIDES = (1600, 2000)  # (short side, long side)
 MAX_WORK_PIXELS = 8_000_000
 MAX_TIFF_PAGES = 64

@@ -61,7 +61,14 @@ def synthetic_hand(h: int = 1000, w: int = 800, *, marker: bool = False, seed: i
     return np.clip(img, 0, 1), m
 
 
-MARKER_BOX = (slice(60, 161), slice(60, 131))  # rows, cols of the "L" at 1000×800
+# The default frame (H, W): the study's 800×1000 at half scale since pipeline version 5.
+FRAME_HW = (PipelineParams().frame_height, PipelineParams().frame_width)
+
+
+def marker_box(h: int = 1000, w: int = 800) -> tuple[slice, slice]:
+    """Rows, cols of synthetic_hand's "L" marker in an h×w image (60..160 × 60..130 at 1000×800)."""
+    sx, sy = w / 800, h / 1000
+    return slice(int(round(60 * sy)), int(round(160 * sy)) + 1), slice(int(round(60 * sx)), int(round(130 * sx)) + 1)
 
 
 @lru_cache(maxsize=None)
@@ -407,7 +414,8 @@ def test_params_roundtrip():
     d = p.to_dict()
     assert PipelineParams.from_dict({**d, "unknown_key": 1}) == p
     assert PipelineParams.from_dict(None) == PipelineParams()
-    assert (p.frame_width, p.frame_height, PipelineParams().clahe_clip, PipelineParams().clahe_tiles) == (800, 1000, 1.0, 3)
+    # The study's settings, its 800×1000 frame at half scale (pipeline version 5).
+    assert (p.frame_width, p.frame_height, PipelineParams().clahe_clip, PipelineParams().clahe_tiles) == (400, 500, 1.0, 3)
 
 
 # ============================================================================================
@@ -416,14 +424,15 @@ def test_params_roundtrip():
 
 
 def test_synthetic_hand_with_marker():
-    img, hand = synthetic_hand(marker=True)
-    assert img[MARKER_BOX].max() > img[hand > 0].max()  # the marker is the brightest thing
+    img, hand = synthetic_hand(*FRAME_HW, marker=True)  # at the frame's size: stages align with it pixel for pixel
+    box = marker_box(*FRAME_HW)
+    assert img[box].max() > img[hand > 0].max()  # the marker is the brightest thing
     res = run_pipeline(img)
     assert list(res.stages) == list(P.STAGES)
     assert res.hand_found and not res.failed_stages
     assert res.laterality == "left" and not res.mirrored and not res.inverted
-    assert res.stages["threshold"][MARKER_BOX].max() == 255  # the marker passes the threshold…
-    assert res.stages["mask"][MARKER_BOX].max() == 0  # …but is not part of the hand mask
+    assert res.stages["threshold"][box].max() == 255  # the marker passes the threshold…
+    assert res.stages["mask"][box].max() == 0  # …but is not part of the hand mask
     overlap = np.count_nonzero((res.stages["mask"] > 0) & (hand > 0)) / np.count_nonzero(hand)
     assert overlap > 0.95
     assert abs(res.rotation_deg) < 5
@@ -438,10 +447,10 @@ def test_stage_images_have_the_documented_shapes():
     s = res.stages
     assert s["input"].shape == (700, 560)
     for k in ("resized", "normalised", "polarity"):
-        assert s[k].shape == (1000, 800) and s[k].dtype == np.float32
+        assert s[k].shape == FRAME_HW and s[k].dtype == np.float32
     assert s["normalised"].min() == 0.0 and s["normalised"].max() == pytest.approx(1.0)
     for k in ("denoised", "clahe", "threshold", "mask"):
-        assert s[k].shape == (1000, 800) and s[k].dtype == np.uint8
+        assert s[k].shape == FRAME_HW and s[k].dtype == np.uint8
     for k in ("threshold", "mask", "aligned_mask"):
         assert set(np.unique(s[k])) <= {0, 255}
     assert s["rois"].ndim == 3 and s["rois"].shape[:2] == s["canonical"].shape
@@ -542,7 +551,7 @@ def test_odd_images_never_raise(image):
 def test_hires_fixture_stages(path):
     res = result(path)
     assert list(res.stage_shapes) == list(P.STAGES)
-    assert res.stage_shapes["resized"] == (1000, 800)
+    assert res.stage_shapes["resized"] == FRAME_HW
     assert res.hand_found and not res.failed_stages, res.failed_stages
     assert not res.squashed_thumbnail and not res.inverted
     assert 0.2 < res.hand_area_fraction < 0.6
@@ -606,7 +615,7 @@ def test_thumbs_fixture_stages(thumb_paths):
     results = {p.stem: result(p) for p in thumb_paths}
     found = [k for k, r in results.items() if r.hand_found]
     assert len(found) >= 56, f"hand found in {len(found)}/{len(results)} thumbnails (measured 59/64)"
-    assert all(r.squashed_thumbnail and r.stage_shapes["resized"] == (1000, 800) for r in results.values())
+    assert all(r.squashed_thumbnail and r.stage_shapes["resized"] == FRAME_HW for r in results.values())
     assert not [k for k, r in results.items() if r.inverted], "raw thumbnails flagged inverted"
     for k, r in results.items():
         assert r.model_input.shape == (160, 128)
