@@ -46,16 +46,30 @@ class PackedError(ValueError):
     """A packed-inputs file that cannot be used (one-line message)."""
 
 
+def _open_packed(path: str | Path):
+    """The open ``.npz`` of a file that :func:`pack_inputs` wrote (checked by its format tag, not
+    only its name), else :class:`PackedError`; opened once, so the check and the read share it."""
+    p = Path(path)
+    z = None
+    if p.is_file() and p.suffix == ".npz":
+        try:
+            z = np.load(p, allow_pickle=False)
+            if isinstance(z, np.lib.npyio.NpzFile) and "format" in z.files and str(z["format"]) == FORMAT:
+                return z
+        except (OSError, ValueError):
+            pass
+    if isinstance(z, np.lib.npyio.NpzFile):
+        z.close()
+    raise PackedError(f"{path}: not a packed-inputs file (boneage.packed)")
+
+
 def is_packed(path: str | Path) -> bool:
     """True for a file that :func:`pack_inputs` wrote (checked by its format tag, not its name)."""
-    p = Path(path)
-    if not (p.is_file() and p.suffix == ".npz"):
-        return False
     try:
-        with np.load(p, allow_pickle=False) as z:
-            return "format" in z.files and str(z["format"]) == FORMAT
-    except (OSError, ValueError):
+        _open_packed(path).close()
+    except PackedError:
         return False
+    return True
 
 
 def pack_inputs(images: np.ndarray, labels, params: PipelineParams, path: str | Path,
@@ -92,9 +106,7 @@ def load_packed(path: str | Path, params: PipelineParams | None = None):
 
     from .data import Prepared
 
-    if not is_packed(path):
-        raise PackedError(f"{path}: not a packed-inputs file (boneage.packed)")
-    with np.load(path, allow_pickle=False) as z:
+    with _open_packed(path) as z:
         version = int(z["pipeline_version"])
         if version != PIPELINE_VERSION:
             raise PackedError(f"{path}: made with pipeline version {version}, this code runs version {PIPELINE_VERSION}")

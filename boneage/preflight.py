@@ -52,12 +52,17 @@ def labels_file(data: str | Path) -> Path:
     raise PathError(f"{data}: no {LABELS_FILE} (expected columns {LABELS_COLUMNS})")
 
 
+def names_packed_inputs(data: str | Path) -> bool:
+    """``data`` names a packed-inputs ``.npz`` (:mod:`boneage.packed`) rather than a dataset: the one
+    rule preflight and training dispatch on (the file's contents are checked when it is read)."""
+    return Path(data).suffix.lower() == ".npz"
+
+
 def training_data(data: str | Path) -> Path:
     """What ``boneage train --data`` takes: a dataset (see :func:`labels_file`) or a packed-inputs
-    ``.npz`` (:mod:`boneage.packed`, for a machine without the images; its contents are checked
-    when it is read)."""
+    file (:func:`names_packed_inputs`, for a machine without the images)."""
     p = Path(data).expanduser()
-    if p.is_file() and p.suffix.lower() == ".npz":
+    if p.is_file() and names_packed_inputs(p):
         return p
     return labels_file(data)
 

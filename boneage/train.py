@@ -344,12 +344,13 @@ def _prepare(cfg: TrainConfig, log) -> _Prepared:
     """Labels and cached pipeline outputs (boneage.data), usable images only, split by id."""
     from .data import Prepared, build_cache, split
     from .packed import PackedError, load_packed
+    from .preflight import names_packed_inputs
 
     params = cfg.pipeline_params()
     log(f"preparing images from {cfg.data} (pipeline at {params.frame_width}×{params.frame_height}, model input {params.model_height}×{params.model_width}"
         f"{'' if cfg.input_size == (cfg.image_height, cfg.image_width) else f', resized to {cfg.image_height}×{cfg.image_width} inside the network'}) …")
     t0 = time.time()
-    if Path(cfg.data).suffix.lower() == ".npz":  # packed inputs (boneage.packed), as preflight.training_data takes them
+    if names_packed_inputs(cfg.data):  # packed inputs (boneage.packed), the rule preflight.training_data applies
         try:
             prep = load_packed(cfg.data, params)
         except PackedError as e:
