@@ -285,6 +285,44 @@ def EpochReport(total_epochs: int, log, max_minutes: float | None = None):
     return _CB()
 
 
+def FitScheduleToTime(schedule, steps_per_epoch: int, warm_steps: int, total_epochs: int, max_minutes: float, log):
+    """Callback: with ``--max-minutes``, end the cosine schedule where the time will end training.
+
+    Why: the schedule is sized for ``--epochs``; a run that :func:`EpochReport` stops early by the
+    clock would stop at a high learning rate, its last epochs the noisiest. After each epoch the
+    number of epochs that fit the limit at the mean pace so far (at most ``--epochs``, at least
+    one more) sets the schedule's ``decay_steps``, so the rate still reaches its floor.
+    Eager execution only (the torch backend, the lent GPU machine's): a compiled train step
+    (TensorFlow's ``tf.function``, JAX's ``jit``) holds ``decay_steps`` as a constant, so there
+    the callback does nothing and says so once.
+    """
+    keras = _keras()
+
+    class _CB(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0, self.start_epoch, self.fitted = time.time(), None, total_epochs
+            self.live = keras.backend.backend() == "torch" and hasattr(schedule, "decay_steps")
+            if not self.live:
+                log("note: the learning-rate schedule is sized for --epochs (fitting it to --max-minutes needs eager torch)")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.start_epoch is None:
+                self.start_epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not self.live or getattr(self.model, "stop_training", False):
+                return
+            done = epoch + 1 - self.start_epoch
+            pace = (time.time() - self.t0) / done
+            fit = max(epoch + 2, min(total_epochs, self.start_epoch + int(60 * max_minutes / pace)))
+            if fit != self.fitted:
+                schedule.decay_steps = max(1, fit * steps_per_epoch - warm_steps)
+                log(f"  schedule fitted to --max-minutes {max_minutes:g}: cosine ends after epoch {fit} ({pace:.1f} s per epoch)")
+                self.fitted = fit
+
+    return _CB()
+
+
 def HostValidation(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray):
     """Callback: validation MAE computed on the host after each epoch (for distributed training)."""
     keras = _keras()
@@ -332,10 +370,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     data = _prepare(cfg, log)
     datasets = _datasets(cfg, data)  # before the model: the seeded augmenter draws first, as the shipped runs did
     steps = math.ceil(len(data.train_ids) / cfg.batch_size)
-    model, strategy = _build(cfg, data, steps, log)
-    callbacks = _callbacks(cfg, out, data, strategy, log)
+    model, strategy, schedule = _build(cfg, data, steps, log)
+    callbacks = _callbacks(cfg, out, data, strategy, log, schedule)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    log(f"training {model.name} ({model.count_params() / 1e6:.1f} M parameters) for up to {cfg.epochs} epochs, {steps} steps each …")
+    log(f"training {model.name} ({model.count_params() / 1e6:.1f} M parameters) for up to {cfg.epochs} epochs, {steps} steps each"
+        f" ({keras.backend.backend()}{_gpu_note()}) …")
     train_s = _fit(cfg, out, model, datasets, strategy, callbacks, log)
     return _write(cfg, out, model, data, train_s, log)
 
@@ -415,10 +454,10 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
             _init_weights(model, Path(cfg.init_from), log)
         model = training_view(model)  # the model itself for a regression head
         compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay, ema_momentum=cfg.ema_momentum)
-    return model, strategy
+    return model, strategy, (lr, steps, warm)
 
 
-def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log) -> list:
+def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log, schedule: tuple | None = None) -> list:
     """Backup (resume), EMA swap, host validation when distributed, best checkpoint, early stop, logs.
 
     Order matters: the backup keeps the raw weights; then the EMA weights (if any) are swapped
@@ -442,7 +481,8 @@ def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log) -> l
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),
         EpochReport(cfg.epochs, log, cfg.max_minutes),
-    ] + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
+    ] + ([FitScheduleToTime(schedule[0], schedule[1], schedule[2], cfg.epochs, cfg.max_minutes, log)]
+         if cfg.max_minutes is not None and schedule is not None else []) + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
          if keras.backend.backend() == "tensorflow" else [])  # its summary writer is TensorFlow's
 
 
@@ -603,10 +643,15 @@ def _copy_shared_layers(model, source, src: Path, log) -> None:
 
 
 def predict_arrays(model, images_u8: np.ndarray, male: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Batched forward pass over cached uint8 model inputs (no augmentation)."""
+    """Batched forward pass over cached uint8 model inputs (no augmentation).
+
+    ``convert_to_numpy``, not ``np.asarray``: under torch the output is a GPU tensor that
+    requires grad, which numpy cannot read (seen in the torch smoke test of scripts/train_gpu.sh).
+    """
+    keras = _keras()
     out = []
     for i in range(0, len(images_u8), batch_size):
-        y = np.asarray(model(cached_inputs(images_u8[i : i + batch_size], male[i : i + batch_size]), training=False))
+        y = keras.ops.convert_to_numpy(model(cached_inputs(images_u8[i : i + batch_size], male[i : i + batch_size]), training=False))
         out.append(y.reshape(len(y), -1)[:, 0])  # months first (a distribution head's training view adds its bins)
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -633,6 +678,14 @@ def _gpu_note() -> str:
 
             g = tf.config.list_physical_devices("GPU")
             return f", {len(g)} GPU(s)" if g else ", no GPU"
+        if keras.backend.backend() == "torch":
+            # Where Keras puts its tensors, said outright: the first GPU run (2026-11-29) went at
+            # CPU speed and its logs could not tell on which device.
+            import torch
+            from keras.src.backend.torch.core import get_device
+
+            d = str(get_device())
+            return f", torch on {d}" + (f" ({torch.cuda.get_device_name(0)})" if d.startswith("cuda") else "")
     except Exception:  # noqa: BLE001
         pass
     return ""

@@ -12,7 +12,7 @@
 #        and prints what would travel (must stay under 64 MiB).
 #   2. there:  run(command="scripts/train_gpu.sh run", carry=["gpu"], timeout_s=600)
 #        KERAS_BACKEND=torch; each member below is `boneage train --data gpu/inputs.npz`, stopped by
-#        --max-minutes before the call's limit; model.keras, metrics.json and the log of each come back.
+#        --max-minutes before the call's limit, all at once; each one's model.keras and log (metrics appended) come back.
 #   3. here:   scripts/train_gpu.sh check DIR   (DIR = the run's files_at)
 #        validation MAE of each member alone and beside the shipped pair (scripts/ablation.py, cached
 #        inputs, no TTA). Ship a member only through `make_model_card.py --member`, the acceptance
@@ -22,7 +22,8 @@
 # 18 MiB of weights, so the first call carries gpu/ and returns at once, and the second, made
 # within the machine's 30 s warm window (ignored files already there are kept), carries the weights:
 #   run(command="true", carry=["gpu"], timeout_s=60)
-#   run(command="PLAN=imagenet scripts/train_gpu.sh run", carry=[".cache/weights/efficientnet_lite0_imagenet.npz"], timeout_s=600)
+#   run(command="PLAN=mixed scripts/train_gpu.sh run", carry=[".cache/weights/efficientnet_lite0_imagenet.npz"], timeout_s=600)
+# PLAN=shipped (two members from the shipped weights), imagenet (two from ImageNet) or mixed (all four).
 #
 # Tested here on a tiny subset under KERAS_BACKEND=jax with TensorFlow's import blocked:
 #   LIMIT=96 scripts/train_gpu.sh pack && EPOCHS=1 MINUTES=1 PYTHON=... KERAS_BACKEND=jax scripts/train_gpu.sh run
@@ -30,21 +31,48 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 members() {
-  # name, then `boneage train` options. EPOCHS/MINUTES shrink them for a smoke test.
-  local e=${EPOCHS:-40} m=${MINUTES:-4}
-  if [ "${PLAN:-shipped}" = imagenet ]; then
+  # name, then `boneage train` options. EPOCHS/MINUTES shrink them for a smoke test. All members of a
+  # plan train at once (one process each): one EfficientNet-Lite0 in eager torch leaves an H200 mostly
+  # idle, and the call's limit is wall-clock. --max-minutes also fits each cosine schedule to the
+  # time (boneage.train.FitScheduleToTime), so a member stopped by the clock ends at a low rate.
+  # BATCH (default 64): larger batches mean fewer eager steps, if scripts/gpu_probe.py finds each
+  # step's fixed cost (kernel launches) dominant on the machine.
+  local e=${EPOCHS:-120} m=${MINUTES:-7}
+  local common="--epochs $e --max-minutes $m --batch-size ${BATCH:-64} --ema 0.998 --age-balance 0.5 --patience 100 --trainable-fraction 1.0"
+  case "${PLAN:-shipped}" in
+  imagenet|mixed)
     # From ImageNet, apart from the shipped weights (more diverse members). The backbone's weights
     # (18 MiB) do not fit beside gpu/ in one call: see "Two calls" above.
-    echo "imnet160 --epochs $e --max-minutes $m --batch-size 64 --lr 1e-3 --warmup-epochs 2 --trainable-fraction 1.0 --augment-strength 1.0 --ema 0.998 --age-balance 0.5 --patience 100 --seed 11"
-    echo "imnet160b --epochs $e --max-minutes $m --batch-size 64 --lr 1e-3 --warmup-epochs 2 --trainable-fraction 1.0 --augment-strength 0.8 --ema 0.998 --age-balance 0.5 --patience 100 --seed 12"
-  else
-    # From the shipped networks' weights (in the tree, so nothing more travels).
-    echo "long160 --init-from models/model.keras --epochs $e --max-minutes $m --batch-size 64 --lr 3e-4 --warmup-epochs 1 --trainable-fraction 1.0 --augment-strength 0.6 --ema 0.998 --age-balance 0.5 --patience 100 --seed 42"
-    echo "seed160 --init-from models/model.keras --epochs $e --max-minutes $m --batch-size 64 --lr 5e-4 --warmup-epochs 1 --trainable-fraction 1.0 --augment-strength 1.0 --ema 0.998 --age-balance 0.5 --patience 100 --seed 7"
+    echo "imnet160 $common --lr 1e-3 --warmup-epochs 2 --augment-strength 1.0 --seed 11"
+    echo "imnet224 $common --input-size 160x128 --image-size 224x176 --lr 1e-3 --warmup-epochs 2 --augment-strength 1.0 --seed 12"
+    ;;
+  esac
+  case "${PLAN:-shipped}" in
+  shipped|mixed)
+    # From the shipped networks' weights (in the tree, so nothing more travels), each at its own size.
+    echo "long160 --init-from models/model.keras $common --lr 3e-4 --warmup-epochs 1 --augment-strength 0.6 --seed 42"
+    echo "long224 --init-from models/member-1.keras --input-size 160x128 --image-size 224x176 $common --lr 3e-4 --warmup-epochs 1 --augment-strength 0.6 --seed 43"
+    ;;
+  esac
+}
+
+with_keras() {
+  # keras from the carried wheels where the machine has none; the torch backend.
+  if ! "$PY" -c "import keras" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site gpu/wheels/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   fi
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} KERAS_BACKEND=${KERAS_BACKEND:-torch} PYTHONUNBUFFERED=1
 }
 
 case "${1:-}" in
+probe)
+  # Where a training step's time goes there (scripts/gpu_probe.py); carry gpu/ for the wheels.
+  PY=${PYTHON:-python3}
+  with_keras
+  command -v nvidia-smi >/dev/null && nvidia-smi -L || true
+  "$PY" scripts/gpu_probe.py --seconds "${SECONDS_PER_TEST:-6}" ${OUT:+--out "$OUT/probe.json"}
+  ;;
 pack)
   PY=${PYTHON:-.venv/bin/python}
   DATA=${DATA:-../shared/data/rsna-bone-age/train-100px}
@@ -71,22 +99,27 @@ run)
   PY=${PYTHON:-python3}
   OUT=${OUT:-runs/gpu_out}
   mkdir -p "$OUT" /tmp/gpu_runs
-  if ! "$PY" -c "import keras" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site gpu/wheels/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-  fi
-  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} KERAS_BACKEND=${KERAS_BACKEND:-torch} PYTHONUNBUFFERED=1
+  with_keras
   command -v nvidia-smi >/dev/null && nvidia-smi -L || true
-  "$PY" -c "import keras; print('keras', keras.__version__, 'backend', keras.backend.backend())"
-  members | while read -r name opts; do
+  # Refuse to spend the lease training on the CPU: the first run there (2026-11-29) went at CPU pace.
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee /dev/stderr | grep -q "cuda True" \
+    || [ "${ALLOW_CPU:-0}" = 1 ] || { echo "torch sees no GPU here: not training (ALLOW_CPU=1 to run anyway)"; exit 3; }
+  "$PY" -c "import keras; from keras.src.backend.torch.core import get_device; print('keras', keras.__version__, 'backend', keras.backend.backend(), 'device', get_device())"
+  n=$(members | wc -l)
+  threads=$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))
+  while read -r name opts; do
     echo "=== $name: boneage train $opts"
     # shellcheck disable=SC2086
-    "$PY" -m boneage.cli train --data gpu/inputs.npz --out "/tmp/gpu_runs/$name" $opts 2>&1 | tee "$OUT/$name.log" \
-      || echo "$name failed (see $name.log)"
-    for f in model.keras metrics.json; do
-      [ -f "/tmp/gpu_runs/$name/$f" ] && cp "/tmp/gpu_runs/$name/$f" "$OUT/$name.${f#*.}" || true
-    done
-  done
+    ( OMP_NUM_THREADS=$threads "$PY" -m boneage.cli train --data gpu/inputs.npz --out "/tmp/gpu_runs/$name" $opts > "$OUT/$name.log" 2>&1 \
+        || echo "$name failed (see $name.log)"
+      # At most 8 files come back (64 MiB in all): each member's model and its log, metrics appended.
+      [ -f "/tmp/gpu_runs/$name/model.keras" ] && cp "/tmp/gpu_runs/$name/model.keras" "$OUT/$name.keras"
+      [ -f "/tmp/gpu_runs/$name/metrics.json" ] && { echo "=== metrics.json"; cat "/tmp/gpu_runs/$name/metrics.json"; } >> "$OUT/$name.log"
+      echo "=== $name done: $(tail -1 "$OUT/$name.log")" ) &
+  done < <(members)
+  wait
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv || true
+  for f in "$OUT"/*.log; do echo "--- $f"; grep -E "^epoch|stopping|fitted|val MAE|error|Error" "$f" | tail -8; done
   ls -la "$OUT"
   ;;
 check)

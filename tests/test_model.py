@@ -427,3 +427,39 @@ def test_array_batches_give_the_tf_data_contract_without_tensorflow():
     assert np.array_equal(yb[:, 0], y[:8])
     assert np.allclose(np.asarray(inputs["image"])[..., 0], x[:8] / 255.0)
     assert np.array_equal(inputs["male"][:, 0], male[:8].astype("float32"))
+
+
+def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
+    """A run stopped by --max-minutes ends its cosine schedule where the clock will stop it, so its
+    last epochs run at the floor rate, not the peak (the lent GPU machine's run, 2026-11-29, was
+    stopped after 2 of 120 epochs at 1e-3). Only eager torch reads ``decay_steps`` each step; a
+    compiled step (TensorFlow, JAX) would not see the change, so there it stays as built."""
+    import boneage.train as T
+
+    keras = T._keras()
+    sched = keras.optimizers.schedules.CosineDecay(1e-5, decay_steps=120 * 10 - 5, alpha=0.02, warmup_target=1e-3, warmup_steps=5)
+    logs: list[str] = []
+    clock = iter([0.0, 60.0, 120.0, 240.0])
+    monkeypatch.setattr(T.time, "time", lambda: next(clock))
+
+    def run(backend):
+        monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+        cb = T.FitScheduleToTime(sched, steps_per_epoch=10, warm_steps=5, total_epochs=120, max_minutes=5.0, log=logs.append)
+        cb.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+        cb.on_train_begin()
+        cb.on_epoch_begin(0)
+        return cb
+
+    cb = run("torch")  # clock: begins at 0 s
+    cb.on_epoch_end(0)  # 60 s an epoch → 5 epochs fit in 5 minutes
+    assert sched.decay_steps == 5 * 10 - 5 and "cosine ends after epoch 5" in logs[-1]
+    cb.on_epoch_begin(1)
+    cb.on_epoch_end(1)  # 120 s for two: same pace, no change, no new line
+    assert sched.decay_steps == 45 and len(logs) == 1
+    cb.model.stop_training = True  # EpochReport stopped the run: nothing more to fit
+    cb.on_epoch_end(2)
+    assert len(logs) == 1
+    before = sched.decay_steps
+    run("tensorflow").on_epoch_end(0)
+    assert sched.decay_steps == before and "needs eager torch" in logs[-1]
+
