@@ -22,7 +22,7 @@
 # 18 MiB of weights, so the first call carries gpu/ and returns at once, and the second, made
 # within the machine's 30 s warm window (ignored files already there are kept), carries the weights:
 #   run(command="true", carry=["gpu"], timeout_s=60)
-#   run(command="PLAN=mixed scripts/train_gpu.sh run", carry=[".cache/weights/efficientnet_lite0_imagenet.npz"], timeout_s=600)
+#   run(command="BATCH=auto PLAN=mixed scripts/train_gpu.sh run", carry=[".cache/weights/efficientnet_lite0_imagenet.npz"], timeout_s=570)
 # PLAN=shipped (two members from the shipped weights), imagenet (two from ImageNet) or mixed (all four).
 #
 # Tested here on a tiny subset under KERAS_BACKEND=jax with TensorFlow's import blocked:
@@ -35,23 +35,25 @@ members() {
   # plan train at once (one process each): one EfficientNet-Lite0 in eager torch leaves an H200 mostly
   # idle, and the call's limit is wall-clock. --max-minutes also fits each cosine schedule to the
   # time (boneage.train.FitScheduleToTime), so a member stopped by the clock ends at a low rate.
-  # BATCH (default 64): larger batches mean fewer eager steps, if scripts/gpu_probe.py finds each
-  # step's fixed cost (kernel launches) dominant on the machine.
-  local e=${EPOCHS:-120} m=${MINUTES:-7}
-  local common="--epochs $e --max-minutes $m --batch-size ${BATCH:-64} --ema 0.998 --age-balance 0.5 --patience 100 --trainable-fraction 1.0"
+  # BATCH (default 64; the learning rates scale by its square root): larger batches mean fewer eager
+  # steps, which pays where each step's fixed cost (kernel launches) dominates. BATCH=auto lets
+  # `run` measure 64 against 256 first (scripts/gpu_probe.py --quick, ≈ 20 s) and take the faster.
+  local e=${EPOCHS:-120} m=${MINUTES:-7} b=${BATCH:-64}
+  lr() { awk -v l="$1" -v b="$b" 'BEGIN { printf "%.3g", l * sqrt(b / 64) }'; }  # square-root scaling from 64
+  local common="--epochs $e --max-minutes $m --batch-size $b --ema 0.998 --age-balance 0.5 --patience 100 --trainable-fraction 1.0"
   case "${PLAN:-shipped}" in
   imagenet|mixed)
     # From ImageNet, apart from the shipped weights (more diverse members). The backbone's weights
     # (18 MiB) do not fit beside gpu/ in one call: see "Two calls" above.
-    echo "imnet160 $common --lr 1e-3 --warmup-epochs 2 --augment-strength 1.0 --seed 11"
-    echo "imnet224 $common --input-size 160x128 --image-size 224x176 --lr 1e-3 --warmup-epochs 2 --augment-strength 1.0 --seed 12"
+    echo "imnet160 $common --lr $(lr 1e-3) --warmup-epochs 2 --augment-strength 1.0 --seed 11"
+    echo "imnet224 $common --input-size 160x128 --image-size 224x176 --lr $(lr 1e-3) --warmup-epochs 2 --augment-strength 1.0 --seed 12"
     ;;
   esac
   case "${PLAN:-shipped}" in
   shipped|mixed)
     # From the shipped networks' weights (in the tree, so nothing more travels), each at its own size.
-    echo "long160 --init-from models/model.keras $common --lr 3e-4 --warmup-epochs 1 --augment-strength 0.6 --seed 42"
-    echo "long224 --init-from models/member-1.keras --input-size 160x128 --image-size 224x176 $common --lr 3e-4 --warmup-epochs 1 --augment-strength 0.6 --seed 43"
+    echo "long160 --init-from models/model.keras $common --lr $(lr 3e-4) --warmup-epochs 1 --augment-strength 0.6 --seed 42"
+    echo "long224 --init-from models/member-1.keras --input-size 160x128 --image-size 224x176 $common --lr $(lr 3e-4) --warmup-epochs 1 --augment-strength 0.6 --seed 43"
     ;;
   esac
 }
@@ -105,6 +107,11 @@ run)
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee /dev/stderr | grep -q "cuda True" \
     || [ "${ALLOW_CPU:-0}" = 1 ] || { echo "torch sees no GPU here: not training (ALLOW_CPU=1 to run anyway)"; exit 3; }
   "$PY" -c "import keras; from keras.src.backend.torch.core import get_device; print('keras', keras.__version__, 'backend', keras.backend.backend(), 'device', get_device())"
+  if [ "${BATCH:-64}" = auto ]; then
+    "$PY" scripts/gpu_probe.py --quick --seconds 4 ${PROBE_ARGS:-} --out /tmp/probe.json  # not in $OUT: 8 files come back
+    BATCH=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['best_batch'])" /tmp/probe.json)
+    echo "BATCH=$BATCH (scripts/gpu_probe.py --quick)"
+  fi
   n=$(members | wc -l)
   threads=$(( $(nproc) / n > 0 ? $(nproc) / n : 1 ))
   while read -r name opts; do
