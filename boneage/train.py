@@ -285,7 +285,16 @@ def EpochReport(total_epochs: int, log, max_minutes: float | None = None):
     return _CB()
 
 
-def FitScheduleToTime(schedule, steps_per_epoch: int, warm_steps: int, total_epochs: int, max_minutes: float, log):
+@dataclass
+class _Schedule:
+    """The learning-rate schedule as built (:func:`_build`), with the numbers that sized it."""
+
+    rate: object  # keras.optimizers.schedules.CosineDecay
+    steps_per_epoch: int
+    warm_steps: int
+
+
+def FitScheduleToTime(schedule: _Schedule, total_epochs: int, max_minutes: float, log):
     """Callback: with ``--max-minutes``, end the cosine schedule where the time will end training.
 
     Why: the schedule is sized for ``--epochs``; a run that :func:`EpochReport` stops early by the
@@ -301,7 +310,7 @@ def FitScheduleToTime(schedule, steps_per_epoch: int, warm_steps: int, total_epo
     class _CB(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.t0, self.start_epoch, self.fitted = time.time(), None, total_epochs
-            self.live = keras.backend.backend() == "torch" and hasattr(schedule, "decay_steps")
+            self.live = keras.backend.backend() == "torch" and hasattr(schedule.rate, "decay_steps")
             if not self.live:
                 log("note: the learning-rate schedule is sized for --epochs (fitting it to --max-minutes needs eager torch)")
 
@@ -310,13 +319,13 @@ def FitScheduleToTime(schedule, steps_per_epoch: int, warm_steps: int, total_epo
                 self.start_epoch = epoch
 
         def on_epoch_end(self, epoch, logs=None):
-            if not self.live or getattr(self.model, "stop_training", False):
+            if not self.live or getattr(self.model, "stop_training", False) or epoch + 1 >= total_epochs:
                 return
             done = epoch + 1 - self.start_epoch
             pace = (time.time() - self.t0) / done
-            fit = max(epoch + 2, min(total_epochs, self.start_epoch + int(60 * max_minutes / pace)))
+            fit = min(total_epochs, max(epoch + 2, self.start_epoch + int(60 * max_minutes / pace)))
             if fit != self.fitted:
-                schedule.decay_steps = max(1, fit * steps_per_epoch - warm_steps)
+                schedule.rate.decay_steps = max(1, fit * schedule.steps_per_epoch - schedule.warm_steps)
                 log(f"  schedule fitted to --max-minutes {max_minutes:g}: cosine ends after epoch {fit} ({pace:.1f} s per epoch)")
                 self.fitted = fit
 
@@ -454,10 +463,10 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
             _init_weights(model, Path(cfg.init_from), log)
         model = training_view(model)  # the model itself for a regression head
         compile_model(model, learning_rate=lr, weight_decay=cfg.weight_decay, ema_momentum=cfg.ema_momentum)
-    return model, strategy, (lr, steps, warm)
+    return model, strategy, _Schedule(lr, steps, warm)
 
 
-def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log, schedule: tuple | None = None) -> list:
+def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log, schedule: _Schedule | None = None) -> list:
     """Backup (resume), EMA swap, host validation when distributed, best checkpoint, early stop, logs.
 
     Order matters: the backup keeps the raw weights; then the EMA weights (if any) are swapped
@@ -481,8 +490,9 @@ def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log, sche
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),
         EpochReport(cfg.epochs, log, cfg.max_minutes),
-    ] + ([FitScheduleToTime(schedule[0], schedule[1], schedule[2], cfg.epochs, cfg.max_minutes, log)]
-         if cfg.max_minutes is not None and schedule is not None else []) + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
+    ] + ([FitScheduleToTime(schedule, cfg.epochs, cfg.max_minutes, log)]
+         if cfg.max_minutes is not None and schedule is not None else []
+    ) + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
          if keras.backend.backend() == "tensorflow" else [])  # its summary writer is TensorFlow's
 
 

@@ -444,7 +444,7 @@ def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
 
     def run(backend):
         monkeypatch.setattr(keras.backend, "backend", lambda: backend)
-        cb = T.FitScheduleToTime(sched, steps_per_epoch=10, warm_steps=5, total_epochs=120, max_minutes=5.0, log=logs.append)
+        cb = T.FitScheduleToTime(T._Schedule(sched, steps_per_epoch=10, warm_steps=5), total_epochs=120, max_minutes=5.0, log=logs.append)
         cb.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
         cb.on_train_begin()
         cb.on_epoch_begin(0)
@@ -455,6 +455,9 @@ def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
     assert sched.decay_steps == 5 * 10 - 5 and "cosine ends after epoch 5" in logs[-1]
     cb.on_epoch_begin(1)
     cb.on_epoch_end(1)  # 120 s for two: same pace, no change, no new line
+    assert sched.decay_steps == 45 and len(logs) == 1
+    cb.on_epoch_begin(2)
+    cb.on_epoch_end(119)  # the last epoch (clock 240 s): nothing left to fit, never past --epochs
     assert sched.decay_steps == 45 and len(logs) == 1
     cb.model.stop_training = True  # EpochReport stopped the run: nothing more to fit
     cb.on_epoch_end(2)
