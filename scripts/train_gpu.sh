@@ -37,7 +37,8 @@ members() {
   # time (boneage.train.FitScheduleToTime), so a member stopped by the clock ends at a low rate.
   # BATCH (default 64; the learning rates scale by its square root): larger batches mean fewer eager
   # steps, which pays where each step's fixed cost (kernel launches) dominates. BATCH=auto lets
-  # `run` measure 64 against 256 first (scripts/gpu_probe.py --quick, ≈ 20 s) and take the faster.
+  # `run` time 64, 256 and 512 first (scripts/gpu_probe.py --quick, ≈ 30 s) and climb to a larger
+  # size only for ≥ 1.5× the images per second.
   local e=${EPOCHS:-120} m=${MINUTES:-7} b=${BATCH:-64}
   lr() { awk -v l="$1" -v b="$b" 'BEGIN { printf "%.3g", l * sqrt(b / 64) }'; }  # square-root scaling from 64
   local common="--epochs $e --max-minutes $m --batch-size $b --ema 0.998 --age-balance 0.5 --patience 100 --trainable-fraction 1.0"

@@ -466,3 +466,17 @@ def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
     run("tensorflow").on_epoch_end(0)
     assert sched.decay_steps == before and "needs eager torch" in logs[-1]
 
+
+
+def test_gpu_probe_climbs_to_a_larger_batch_only_for_a_real_gain():
+    """`scripts/train_gpu.sh run` with BATCH=auto trains at the batch scripts/gpu_probe.py picks:
+    a larger one only where it reads ≥ 1.5× the images per second of the size chosen so far."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_probe", Path(__file__).resolve().parents[1] / "scripts" / "gpu_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert probe.best_batch({64: 50, 256: 190, 512: 370}, 64) == 512  # launch-bound: images/s grow with the batch
+    assert probe.best_batch({64: 50, 256: 90, 512: 100}, 64) == 256  # 512 gains too little over 256
+    assert probe.best_batch({64: 50, 256: 60, 512: 70}, 64) == 64  # compute-bound: stay at 64
+    assert probe.best_batch({256: 90}, 64) == 64  # the smallest size failed: no basis to climb
