@@ -255,15 +255,39 @@ def ArrayBatches(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
     return _Batches()
 
 
-def EpochReport(total_epochs: int, log, max_minutes: float | None = None):
+@dataclass
+class _Schedule:
+    """The learning-rate schedule as built (:func:`_build`), with the numbers that sized it."""
+
+    rate: object  # keras.optimizers.schedules.CosineDecay
+    steps_per_epoch: int
+    warm_steps: int
+
+
+def EpochReport(total_epochs: int, log, max_minutes: float | None = None, schedule: _Schedule | None = None):
     """Callback: a one-line summary per epoch with the overall ETA (Keras' bar only knows the epoch);
     with ``max_minutes``, training stops after the epoch when one more (at the mean pace) would pass
-    it — a lent GPU machine's command has a hard limit, and a killed run writes no model."""
+    it — a lent GPU machine's command has a hard limit, and a killed run writes no model.
+
+    With ``max_minutes`` and the ``schedule``, the same clock also ends the cosine schedule where
+    the time will end training. Why: the schedule is sized for ``--epochs``; a run stopped early by
+    the clock would stop at a high learning rate, its last epochs the noisiest (the lent GPU
+    machine's run, 2026-11-29, stopped after 2 of 120 epochs near its peak). After each epoch the
+    number of epochs that fit the limit at the mean pace so far (at most ``--epochs``, at least one
+    more) sets the schedule's ``decay_steps``, so the rate still reaches its floor. Eager execution
+    only (the torch backend, the GPU machine's): a compiled train step (TensorFlow's
+    ``tf.function``, JAX's ``jit``) holds ``decay_steps`` as a constant, so there the schedule
+    stays as built and the log says so once.
+    """
     keras = _keras()
 
     class _CB(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.t0, self.best, self.start_epoch = time.time(), math.inf, None
+            self.t0, self.best, self.start_epoch, self.fitted = time.time(), math.inf, None, total_epochs
+            self.fit = max_minutes is not None and schedule is not None
+            if self.fit and not (keras.backend.backend() == "torch" and hasattr(schedule.rate, "decay_steps")):
+                self.fit = False
+                log("note: the learning-rate schedule is sized for --epochs (fitting it to --max-minutes needs eager torch)")
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.start_epoch is None:
@@ -281,48 +305,10 @@ def EpochReport(total_epochs: int, log, max_minutes: float | None = None):
             if max_minutes is not None and epoch + 1 < total_epochs and el + el / done > 60 * max_minutes:
                 self.model.stop_training = True
                 log(f"stopping after epoch {epoch + 1}: another would pass --max-minutes {max_minutes:g}")
+            if self.fit and epoch + 1 < total_epochs and not getattr(self.model, "stop_training", False):
+                self._fit_schedule(epoch, el / done)
 
-    return _CB()
-
-
-@dataclass
-class _Schedule:
-    """The learning-rate schedule as built (:func:`_build`), with the numbers that sized it."""
-
-    rate: object  # keras.optimizers.schedules.CosineDecay
-    steps_per_epoch: int
-    warm_steps: int
-
-
-def FitScheduleToTime(schedule: _Schedule, total_epochs: int, max_minutes: float, log):
-    """Callback: with ``--max-minutes``, end the cosine schedule where the time will end training.
-
-    Why: the schedule is sized for ``--epochs``; a run that :func:`EpochReport` stops early by the
-    clock would stop at a high learning rate, its last epochs the noisiest. After each epoch the
-    number of epochs that fit the limit at the mean pace so far (at most ``--epochs``, at least
-    one more) sets the schedule's ``decay_steps``, so the rate still reaches its floor.
-    Eager execution only (the torch backend, the lent GPU machine's): a compiled train step
-    (TensorFlow's ``tf.function``, JAX's ``jit``) holds ``decay_steps`` as a constant, so there
-    the callback does nothing and says so once.
-    """
-    keras = _keras()
-
-    class _CB(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.t0, self.start_epoch, self.fitted = time.time(), None, total_epochs
-            self.live = keras.backend.backend() == "torch" and hasattr(schedule.rate, "decay_steps")
-            if not self.live:
-                log("note: the learning-rate schedule is sized for --epochs (fitting it to --max-minutes needs eager torch)")
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if self.start_epoch is None:
-                self.start_epoch = epoch
-
-        def on_epoch_end(self, epoch, logs=None):
-            if not self.live or getattr(self.model, "stop_training", False) or epoch + 1 >= total_epochs:
-                return
-            done = epoch + 1 - self.start_epoch
-            pace = (time.time() - self.t0) / done
+        def _fit_schedule(self, epoch, pace):
             fit = min(total_epochs, max(epoch + 2, self.start_epoch + int(60 * max_minutes / pace)))
             if fit != self.fitted:
                 schedule.rate.decay_steps = max(1, fit * schedule.steps_per_epoch - schedule.warm_steps)
@@ -466,7 +452,7 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
     return model, strategy, _Schedule(lr, steps, warm)
 
 
-def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log, schedule: _Schedule | None = None) -> list:
+def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log, schedule: _Schedule) -> list:
     """Backup (resume), EMA swap, host validation when distributed, best checkpoint, early stop, logs.
 
     Order matters: the backup keeps the raw weights; then the EMA weights (if any) are swapped
@@ -489,10 +475,8 @@ def _callbacks(cfg: TrainConfig, out: Path, data: _Prepared, strategy, log, sche
                                         save_weights_only=True),
         keras.callbacks.EarlyStopping(monitor="val_mae", mode="min", patience=cfg.patience, restore_best_weights=False),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=cfg.resume),
-        EpochReport(cfg.epochs, log, cfg.max_minutes),
-    ] + ([FitScheduleToTime(schedule, cfg.epochs, cfg.max_minutes, log)]
-         if cfg.max_minutes is not None and schedule is not None else []
-    ) + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
+        EpochReport(cfg.epochs, log, cfg.max_minutes, schedule),
+    ] + ([keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, update_freq="epoch")]
          if keras.backend.backend() == "tensorflow" else [])  # its summary writer is TensorFlow's
 
 

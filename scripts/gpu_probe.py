@@ -42,6 +42,23 @@ def timed(name: str, fn, seconds: float, sync, results: dict, warm: int = 2) -> 
         print(f"{name}: {results[name]}", flush=True)
 
 
+def fresh_model(ema: float):
+    """Our network as ``boneage train`` builds and compiles it (random weights, no download)."""
+    from boneage.model import build_model, compile_model
+
+    model = build_model("efficientnet_lite0", (160, 128), weights=None, trainable_fraction=1.0, mean_months=120, sd_months=40)
+    compile_model(model, learning_rate=1e-4, ema_momentum=ema)
+    return model
+
+
+def random_batch(rng, n: int):
+    """(inputs, months) for ``n`` images, shaped as the model reads them."""
+    import numpy as np
+
+    return ({"image": rng.random((n, 160, 128, 1), dtype=np.float32), "male": rng.integers(0, 2, (n, 1)).astype("float32")},
+            rng.random((n, 1), dtype=np.float32) * 200)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="time per test")
@@ -53,7 +70,6 @@ def main() -> int:
                          "with, as `best_batch` (scripts/train_gpu.sh run with BATCH=auto)")
     a = ap.parse_args()
 
-    import numpy as np
     import torch
 
     import keras
@@ -68,7 +84,18 @@ def main() -> int:
     print(json.dumps(res), flush=True)
 
     if a.quick:
-        return quick(a, res, sync)
+        quick(a, res, sync)
+    else:
+        full(a, res, sync, dev, cuda)
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def full(a, res: dict, sync, dev: str, cuda: bool) -> None:
+    """Every test, in the order that separates the machine, plain PyTorch and our Keras path."""
+    import numpy as np
+    import torch
 
     # 1. The machine: one tiny kernel, launched many times.
     x = torch.ones(16, device=dev)
@@ -102,22 +129,16 @@ def main() -> int:
 
     # 3. Our Keras model and train step, as boneage.train builds them.
     from boneage.augment import augmenter
-    from boneage.model import build_model, compile_model
 
     rng = np.random.default_rng(0)
 
-    def batch(n):
-        return ({"image": rng.random((n, 160, 128, 1), dtype=np.float32), "male": rng.integers(0, 2, (n, 1)).astype("float32")},
-                rng.random((n, 1), dtype=np.float32) * 200)
-
     for ema in (0.998, 0.0):
-        model = build_model("efficientnet_lite0", (160, 128), weights=None, trainable_fraction=1.0, mean_months=120, sd_months=40)
-        compile_model(model, learning_rate=1e-4, ema_momentum=ema)
-        xk, yk = batch(a.batch)
+        model = fresh_model(ema)
+        xk, yk = random_batch(rng, a.batch)
         timed(f"keras train_on_batch {a.batch}, ema {ema}", lambda: model.train_on_batch(xk, yk), a.seconds, sync, res)
-    xk, yk = batch(4 * a.batch)
+    xk, yk = random_batch(rng, 4 * a.batch)
     timed(f"keras train_on_batch {4 * a.batch}, ema 0.0", lambda: model.train_on_batch(xk, yk), a.seconds, sync, res)
-    xk, _ = batch(a.batch)
+    xk, _ = random_batch(rng, a.batch)
     timed(f"keras forward {a.batch}, no grad", lambda: model(xk, training=False), a.seconds / 2, sync, res)
     aug = augmenter(0, strength=1.0)
     img = xk["image"]
@@ -140,30 +161,24 @@ def main() -> int:
     ds = ArrayBatches(rng.integers(0, 255, (n, 160, 128), dtype=np.uint8), rng.integers(0, 2, n).astype(float),
                       rng.random(n) * 200, batch_size=a.batch, training=True, seed=0, augment_strength=1.0,
                       weights=np.ones(n, "float32"))
-    model = build_model("efficientnet_lite0", (160, 128), weights=None, trainable_fraction=1.0, mean_months=120, sd_months=40)
-    compile_model(model, learning_rate=1e-4, ema_momentum=0.998)
+    model = fresh_model(0.998)
     timed("keras fit, one epoch of 12 steps (ArrayBatches, ema)", lambda: model.fit(ds, epochs=1, verbose=0), a.seconds, sync, res, warm=1)
 
     # 4. The same Keras graph as a torch module, compiled (Keras models are torch.nn.Modules here).
     try:
         if a.no_compile:
             raise RuntimeError("skipped (--no-compile)")
-        model = build_model("efficientnet_lite0", (160, 128), weights=None, trainable_fraction=1.0, mean_months=120, sd_months=40)
-        compile_model(model, learning_rate=1e-4, ema_momentum=0.0)
+        model = fresh_model(0.0)
         model.jit_compile = True
         model.make_train_function(force=True)
-        xk, yk = batch(a.batch)
+        xk, yk = random_batch(rng, a.batch)
         timed(f"keras train_on_batch {a.batch}, jit_compile (torch.compile)", lambda: model.train_on_batch(xk, yk), a.seconds, sync, res, warm=3)
     except Exception as e:
         res["jit"] = f"error: {type(e).__name__}: {str(e)[:200]}"
         print(res["jit"], flush=True)
 
-    if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2))
-    return 0
 
-
-def quick(a, res: dict, sync) -> int:
+def quick(a, res: dict, sync) -> None:
     """Keras' train step at --batch, 4× and 8× (EMA on, as trained); ``best_batch`` climbs to the
     next size only where it reads at least 1.5× the images per second of the size chosen so far
     (a larger batch also means fewer updates per epoch). Where each step's cost is its kernel
@@ -171,15 +186,11 @@ def quick(a, res: dict, sync) -> int:
     with the batch, and 8× is taken."""
     import numpy as np
 
-    from boneage.model import build_model, compile_model
-
     rng = np.random.default_rng(0)
     speed = {}
     for b in (a.batch, 4 * a.batch, 8 * a.batch):
-        model = build_model("efficientnet_lite0", (160, 128), weights=None, trainable_fraction=1.0, mean_months=120, sd_months=40)
-        compile_model(model, learning_rate=1e-4, ema_momentum=0.998)
-        x = {"image": rng.random((b, 160, 128, 1), dtype=np.float32), "male": rng.integers(0, 2, (b, 1)).astype("float32")}
-        y = rng.random((b, 1), dtype=np.float32) * 200
+        model = fresh_model(0.998)
+        x, y = random_batch(rng, b)
         name = f"keras train_on_batch {b}, ema 0.998"
         timed(name, lambda: model.train_on_batch(x, y), a.seconds, sync, res)
         if isinstance(res[name], float):
@@ -187,9 +198,6 @@ def quick(a, res: dict, sync) -> int:
     res["images_per_second"] = {str(k): round(v, 1) for k, v in speed.items()}
     res["best_batch"] = best_batch(speed, a.batch)
     print(json.dumps({k: res[k] for k in ("images_per_second", "best_batch")}), flush=True)
-    if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2))
-    return 0
 
 
 def best_batch(speed: dict[int, float], smallest: int, gain: float = 1.5) -> int:

@@ -34,7 +34,7 @@ members() {
   # name, then `boneage train` options. EPOCHS/MINUTES shrink them for a smoke test. All members of a
   # plan train at once (one process each): one EfficientNet-Lite0 in eager torch leaves an H200 mostly
   # idle, and the call's limit is wall-clock. --max-minutes also fits each cosine schedule to the
-  # time (boneage.train.FitScheduleToTime), so a member stopped by the clock ends at a low rate.
+  # time (boneage.train.EpochReport), so a member stopped by the clock ends at a low rate.
   # BATCH (default 64; the learning rates scale by its square root): larger batches mean fewer eager
   # steps, which pays where each step's fixed cost (kernel launches) dominates. BATCH=auto lets
   # `run` time 64, 256 and 512 first (scripts/gpu_probe.py --quick, ≈ 30 s) and climb to a larger

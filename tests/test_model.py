@@ -224,7 +224,7 @@ def test_interrupted_training_resumes(tmp_path):
     cfg = dict(data=str(THUMBS), out=str(tmp_path / "run"), backbone="tiny", pretrained=False, epochs=2, batch_size=16,
                image_height=96, image_width=80, val_fraction=0.25, workers=1, cache_dir=str(tmp_path / "cache"))
     orig = T.EpochReport
-    T.EpochReport = lambda total, log, max_minutes=None: Stop()  # the last callback: runs after the backup is written
+    T.EpochReport = lambda total, log, max_minutes=None, schedule=None: Stop()  # the last callback: runs after the backup is written
     try:
         with pytest.raises(KeyboardInterrupt):  # the CLI turns it into exit status 130
             train(TrainConfig(**cfg), log=lambda *a: None)
@@ -439,12 +439,15 @@ def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
     keras = T._keras()
     sched = keras.optimizers.schedules.CosineDecay(1e-5, decay_steps=120 * 10 - 5, alpha=0.02, warmup_target=1e-3, warmup_steps=5)
     logs: list[str] = []
-    clock = iter([0.0, 60.0, 120.0, 240.0])
+    clock = iter([0.0, 60.0, 120.0, 240.0, 250.0, 0.0, 60.0])
     monkeypatch.setattr(T.time, "time", lambda: next(clock))
+
+    def fitted():
+        return [line for line in logs if "schedule fitted" in line]
 
     def run(backend):
         monkeypatch.setattr(keras.backend, "backend", lambda: backend)
-        cb = T.FitScheduleToTime(T._Schedule(sched, steps_per_epoch=10, warm_steps=5), total_epochs=120, max_minutes=5.0, log=logs.append)
+        cb = T.EpochReport(120, logs.append, 5.0, T._Schedule(sched, steps_per_epoch=10, warm_steps=5))
         cb.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
         cb.on_train_begin()
         cb.on_epoch_begin(0)
@@ -452,20 +455,19 @@ def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
 
     cb = run("torch")  # clock: begins at 0 s
     cb.on_epoch_end(0)  # 60 s an epoch → 5 epochs fit in 5 minutes
-    assert sched.decay_steps == 5 * 10 - 5 and "cosine ends after epoch 5" in logs[-1]
+    assert sched.decay_steps == 5 * 10 - 5 and "cosine ends after epoch 5" in fitted()[-1]
     cb.on_epoch_begin(1)
     cb.on_epoch_end(1)  # 120 s for two: same pace, no change, no new line
-    assert sched.decay_steps == 45 and len(logs) == 1
+    assert sched.decay_steps == 45 and len(fitted()) == 1
     cb.on_epoch_begin(2)
     cb.on_epoch_end(119)  # the last epoch (clock 240 s): nothing left to fit, never past --epochs
-    assert sched.decay_steps == 45 and len(logs) == 1
-    cb.model.stop_training = True  # EpochReport stopped the run: nothing more to fit
+    assert sched.decay_steps == 45 and len(fitted()) == 1
+    cb.model.stop_training = True  # the run stops here: nothing more to fit
     cb.on_epoch_end(2)
-    assert len(logs) == 1
+    assert len(fitted()) == 1
     before = sched.decay_steps
     run("tensorflow").on_epoch_end(0)
-    assert sched.decay_steps == before and "needs eager torch" in logs[-1]
-
+    assert sched.decay_steps == before and "needs eager torch" in logs[-2]
 
 
 def test_gpu_probe_climbs_to_a_larger_batch_only_for_a_real_gain():
