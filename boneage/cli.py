@@ -327,6 +327,9 @@ def cmd_evaluate(a) -> int:
             print(f"90% interval coverage {100 * m['interval_90_coverage']:.1f}%, mean width {m['interval_90_mean_width']:.1f} months")
         print("MAE by sex: " + ", ".join(f"{k} {v:.2f}" for k, v in m["mae_by_sex"].items() if v is not None))
         print("MAE by age band: " + ", ".join(f"{k} {v:.2f} (n={m['n_by_age_band'][k]})" for k, v in m["mae_by_age_band"].items() if v is not None))
+        for key, what in (("bias_by_5y_band", "true"), ("bias_by_predicted_5y_band", "predicted")):
+            print(f"bias by 5-year band of {what} age: "
+                  + ", ".join(f"{k} {v:+.1f}" for k, v in m[key].items() if v is not None))
     print(json.dumps({k: v for k, v in m.items() if k != "problems"}, allow_nan=False))
     print(f"wrote {out} and {json_path}")
     return 0

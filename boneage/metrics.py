@@ -24,6 +24,9 @@ from .vocab import FEMALE, MALE, SEX_LABELS, from_male, male_or_none, sex_label
 REQUIRED_COLUMNS = ("boneage_months", "male", "predicted_months")
 SEXES = SEX_LABELS  # ("female", "male"): the "sex" column's values and the page's filter
 AGE_BANDS = ((0, 72, "0-6 y"), (72, 144, "6-12 y"), (144, 229, "12-19 y"))
+# Issue #9's criterion ("no 5-year age band with |bias| > 3 months"), the model card's ablation table
+# and scripts/calibrate_output.py: edges in years; the last band is open (RSNA labels end at 228 months).
+BIAS_BAND_EDGES_YEARS = (0, 5, 10, 15, 20)
 LOA_Z = 1.96  # Bland-Altman limits of agreement: bias ± 1.96 SD
 
 
@@ -140,7 +143,8 @@ def worst_cases(df: pd.DataFrame, n: int = 12) -> pd.DataFrame:
 
 
 def summarise(df: pd.DataFrame) -> dict:
-    """MAE, RMSE, signed bias (predicted − true), MAE by sex and by age band, in months."""
+    """MAE, RMSE, signed bias (predicted − true), MAE by sex and by age band, in months; the bias by
+    5-year band of true and of predicted age (:func:`band_figures`)."""
     d = df.dropna(subset=["predicted_months"])
     err = d["predicted_months"].to_numpy(float) - d["boneage_months"].to_numpy(float)
     out: dict = {
@@ -160,6 +164,38 @@ def summarise(df: pd.DataFrame) -> dict:
         sel = (ba >= lo) & (ba < hi)
         out["mae_by_age_band"][name] = _r(np.mean(np.abs(err[sel]))) if sel.any() else None
         out["n_by_age_band"][name] = int(sel.sum())
+    if len(d):
+        y, p = d["boneage_months"].to_numpy(float), d["predicted_months"].to_numpy(float)
+        out["bias_by_5y_band"] = band_figures(y, p)["bias_by_band"]
+        out["bias_by_predicted_5y_band"] = band_figures(y, p, by="predicted")["bias_by_band"]
+    return out
+
+
+def band_figures(true_months, predicted_months, *, by: str = "true") -> dict:
+    """MAE, RMSE, bias and, per 5-year band (:data:`BIAS_BAND_EDGES_YEARS`), bias and MAE, in months.
+
+    ``by="true"`` puts each image in the band of its true (reader's) age: issue #9's criterion, and
+    where regression to the mean shows (young skeletons read older, mature ones younger).
+    ``by="predicted"`` bands by what the tool said: the bias a user meets after a reading of that
+    age. The two differ because a model with error cannot be unbiased in both at once; measured on
+    the shipped pair (validation, full path, 2026-11-30): +6.6 / +2.8 / −0.1 / −6.5 by true age,
+    +2.1 / −0.4 / +1.0 / −1.1 by predicted age.
+    """
+    if by not in ("true", "predicted"):
+        raise ValueError(f"by must be 'true' or 'predicted', not {by!r}")
+    y, p = np.asarray(true_months, float), np.asarray(predicted_months, float)
+    e = p - y
+    edges = BIAS_BAND_EDGES_YEARS
+    k = np.digitize((y if by == "true" else p) / 12.0, edges[1:-1])
+    out = {"mae": round(float(np.abs(e).mean()), 3), "rmse": round(float(np.sqrt((e ** 2).mean())), 2),
+           "bias": round(_bias(e), 2), "bias_by_band": {}, "mae_by_band": {}, "n_by_band": {}}
+    for i in range(len(edges) - 1):
+        sel = k == i
+        name = f"{edges[i]}-{edges[i + 1]} y"
+        out["bias_by_band"][name] = round(_bias(e[sel]), 1) if sel.any() else None
+        out["mae_by_band"][name] = round(float(np.abs(e[sel]).mean()), 2) if sel.any() else None
+        out["n_by_band"][name] = int(sel.sum())
+    out["max_abs_band_bias"] = max((abs(v) for v in out["bias_by_band"].values() if v is not None), default=None)
     return out
 
 

@@ -26,23 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from boneage import bundle  # noqa: E402
 from boneage.data import build_cache, is_validation  # noqa: E402
+from boneage.metrics import band_figures  # noqa: E402
 from boneage.paths import REPO_ROOT  # noqa: E402
 from boneage.pipeline import PIPELINE_VERSION, PipelineParams  # noqa: E402
 
-BANDS = (0, 5, 10, 15, 20)  # years
-
-
 def band_table(y: np.ndarray, p: np.ndarray) -> dict:
-    e = p - y
-    b = np.digitize(y / 12.0, BANDS[1:-1])
-    out = {"mae": round(float(np.abs(e).mean()), 2), "rmse": round(float(np.sqrt((e ** 2).mean())), 2),
-           "bias": round(float(e.mean()), 2), "bias_by_band": {}, "mae_by_band": {}}
-    for k in range(len(BANDS) - 1):
-        sel = b == k
-        name = f"{BANDS[k]}-{BANDS[k + 1]} y"
-        out["bias_by_band"][name] = round(float(e[sel].mean()), 1) if sel.any() else None
-        out["mae_by_band"][name] = round(float(np.abs(e[sel]).mean()), 2) if sel.any() else None
-    out["max_abs_band_bias"] = max(abs(v) for v in out["bias_by_band"].values() if v is not None)
+    """The row's figures: boneage.metrics.band_figures by true age (the issue's 5-year bands)."""
+    out = band_figures(y, p)
+    out["mae"] = round(out["mae"], 2)
+    del out["n_by_band"]
     return out
 
 

@@ -30,19 +30,16 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from boneage import bundle, calibration  # noqa: E402
+from boneage.metrics import band_figures  # noqa: E402
 
-BANDS = (0, 5, 10, 15, 20)  # years, as the card's ablation table
 REPORT_FILE = "output_calibration.json"
 
 
 def figures(y: np.ndarray, p: np.ndarray) -> dict:
-    e = p - y
-    b = np.digitize(y / 12.0, BANDS[1:-1])
-    bands = {f"{BANDS[k]}-{BANDS[k + 1]} y": round(float(e[b == k].mean()), 1) for k in range(len(BANDS) - 1)
-             if (b == k).any()}
-    return {"mae": round(float(np.abs(e).mean()), 3), "rmse": round(float(np.sqrt((e ** 2).mean())), 2),
-            "bias": round(float(e.mean()), 2), "bias_by_band": bands,
-            "max_abs_band_bias": max(abs(v) for v in bands.values())}
+    """boneage.metrics.band_figures by true age, the bands that have images."""
+    f = band_figures(y, p)
+    return {k: f[k] for k in ("mae", "rmse", "bias", "max_abs_band_bias")} | {
+        "bias_by_band": {k: v for k, v in f["bias_by_band"].items() if v is not None}}
 
 
 def main(argv=None) -> int:

@@ -52,6 +52,10 @@ def _metric_rows(m: dict | None) -> list[str]:
         rows.insert(0, f"| images scored | {m['n']} of {m['n_listed']} ({m['n_refused']} refused by the acceptance check) |")
     rows += [f"| MAE {k} | {_fmt(v)} |" for k, v in m.get("mae_by_sex", {}).items()]
     rows += [f"| MAE {k} (n={m.get('n_by_age_band', {}).get(k, '?')}) | {_fmt(v)} |" for k, v in m.get("mae_by_age_band", {}).items()]
+    for key, what in (("bias_by_5y_band", "true"), ("bias_by_predicted_5y_band", "predicted")):
+        if m.get(key):  # boneage.metrics.band_figures: issue #9's criterion is by true age
+            rows.append(f"| bias by 5-year band of {what} age | "
+                        + ", ".join(f"{k} {v:+.1f}" for k, v in m[key].items() if v is not None) + " |")
     return rows
 
 

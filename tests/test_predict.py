@@ -178,6 +178,29 @@ def test_summarise_reference_values():
     assert m["mae_by_sex"] == {"male": pytest.approx(5.0), "female": pytest.approx(10.0)}
     assert m["mae_by_age_band"]["0-6 y"] == pytest.approx(10.0)
     assert m["n_by_age_band"] == {"0-6 y": 1, "6-12 y": 1, "12-19 y": 2}
+    # 5-year bands (issue #9): by true age 50 -> 0-5, 100 -> 5-10, 150 -> 10-15, 200 -> 15-20;
+    # by predicted age 60 moves to 5-10 beside 90, so 0-5 is empty there
+    assert m["bias_by_5y_band"] == {"0-5 y": 10.0, "5-10 y": -10.0, "10-15 y": 0.0, "15-20 y": 10.0}
+    assert m["bias_by_predicted_5y_band"] == {"0-5 y": None, "5-10 y": 0.0, "10-15 y": 0.0, "15-20 y": 10.0}
+
+
+def test_band_figures_shows_regression_to_the_mean_by_true_age_only():
+    """A calibrated reading (the truth scatters evenly around what the tool said) is unbiased in
+    every band of predicted age, yet biased by true age at both ends (the young read older, the
+    mature younger): the two views the README reports side by side."""
+    from boneage.metrics import band_figures
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(20, 220, 20000)
+    y = p + rng.normal(0, 12, p.size)  # E[true | predicted] = predicted
+    by_pred = band_figures(y, p, by="predicted")
+    assert all(abs(v) < 0.6 for v in by_pred["bias_by_band"].values())
+    by_true = band_figures(y, p)
+    assert by_true["bias_by_band"]["0-5 y"] > 2 and by_true["bias_by_band"]["15-20 y"] < -2
+    assert sum(by_true["n_by_band"].values()) == y.size == sum(by_pred["n_by_band"].values())
+    assert by_true["max_abs_band_bias"] == max(abs(v) for v in by_true["bias_by_band"].values())
+    with pytest.raises(ValueError, match="by must be"):
+        band_figures(y, p, by="reader")
 
 
 @pytest.mark.skipif(not (MODELS_DIR / "model.keras").is_file(), reason="shipped model not present")
