@@ -66,6 +66,15 @@ def _sex(s: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _age_range(s: str) -> tuple[float, float]:
+    """``0-96``: bone age from 0 (included) to 96 months (excluded)."""
+    try:
+        lo, hi = (float(v) for v in s.replace("–", "-").split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a range of months like 0-96") from None
+    return lo, hi
+
+
 def _size(s: str) -> tuple[int, int]:
     """``160x128`` (height × width) or ``160`` (square)."""
     try:
@@ -351,7 +360,7 @@ def cmd_train(a) -> int:
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
         augment_strength=a.augment_strength, ema_momentum=a.ema, age_balance=a.age_balance, head=a.head,
-        max_minutes=a.max_minutes,
+        max_minutes=a.max_minutes, age_range=a.age_range,
     )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
@@ -486,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep a moving average of the weights (e.g. 0.995) and validate/ship it (default 0 = off)")
     s.add_argument("--age-balance", type=float, default=t.age_balance, metavar="ALPHA",
                    help="weight each image by its 1-year age bin's share^-ALPHA (0 = plain MAE, 0.5 = lift the thin ends)")
+    s.add_argument("--age-range", type=_age_range, metavar="LO-HI",
+                   help="train and validate only on true bone ages in [LO, HI) months, e.g. 0-96 "
+                        "(an age-range specialist; the split by id is unchanged)")
     s.add_argument("--head", choices=["regression", "distribution"], default=t.head,
                    help="one linear output (the study's) or a softmax over 2-month age bins trained with "
                         "label-distribution learning (see boneage.model)")

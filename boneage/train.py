@@ -58,6 +58,9 @@ class TrainConfig:
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship the moving average of the weights
     age_balance: float = 0.0  # loss weight ∝ (share of the 1-year age bin)^-age_balance; 0 = plain MAE (see age_weights)
     head: str = "regression"  # or "distribution": softmax over age bins + label-distribution loss (boneage.model)
+    # Train and validate only on images whose true bone age lies in [lo, hi) months: an age-range
+    # specialist (issue #9's end bands, where the whole-range model regresses to the mean).
+    age_range: tuple[float, float] | None = None
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     pretrained: bool = True
@@ -116,6 +119,14 @@ class TrainConfig:
         c.resume = check_bool(c.resume, "resume", flag="--resume")
         if c.limit is not None:
             c.limit = check_int(c.limit, "limit", lo=1, flag="--limit")
+        if c.age_range is not None:
+            if not isinstance(c.age_range, (tuple, list)) or len(c.age_range) != 2:
+                raise ParameterError(f"age_range must be (low, high) in months, got {c.age_range!r}")
+            lo = check_float(c.age_range[0], "age_range low", lo=0.0, hi=300.0, flag="--age-range")
+            hi = check_float(c.age_range[1], "age_range high", lo=0.0, hi=300.0, flag="--age-range")
+            if hi <= lo:
+                raise ParameterError(f"--age-range: the upper end ({hi:g}) must be above the lower ({lo:g}) months")
+            c.age_range = (lo, hi)
         if c.workers is not None:
             c.workers = check_int(c.workers, "workers", lo=1, hi=256, flag="--workers")
         if not isinstance(c.pipeline, dict):
@@ -400,6 +411,10 @@ def _prepare(cfg: TrainConfig, log) -> _Prepared:
     log(f"  {len(lab) - len(bad)} images ready in {time.time() - t0:.0f} s; hand found in {lab['hand_found'].mean():.1%}")
     lab = lab.assign(row=np.arange(len(lab)))[lab["ok"]]
     tr, va = split(lab, cfg.val_fraction)
+    if cfg.age_range is not None:  # the split stays the id split; only the range is kept on each side
+        lo, hi = cfg.age_range
+        tr, va = (d[(d["boneage_months"] >= lo) & (d["boneage_months"] < hi)] for d in (tr, va))
+        log(f"  bone age {lo:g}–{hi:g} months only (--age-range)")
     if len(tr) == 0 or len(va) == 0:
         raise TrainError(f"need images on both sides of the split (train {len(tr)}, val {len(va)}); use more data or --val-fraction")
     log(f"  split by id: {len(tr)} train, {len(va)} validation")

@@ -72,6 +72,8 @@ def _command(run: Path, cfg: dict) -> str:
         c += f" --ema {cfg['ema_momentum']}"
     if cfg.get("age_balance", 0.0):
         c += f" --age-balance {cfg['age_balance']}"
+    if cfg.get("age_range"):
+        c += f" --age-range {cfg['age_range'][0]:g}-{cfg['age_range'][1]:g}"
     if cfg.get("seed", 42) != 42:
         c += f" --seed {cfg['seed']}"
     if cfg.get("init_from"):

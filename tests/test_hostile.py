@@ -333,6 +333,7 @@ def _cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
         (["predict", "x.png", "--tta", "1.5"], "--tta"),
         (["predict", "x.png", "--tta", "16"], "--tta"),  # 8 fixed transforms: 16 used to read as 8, silently
         (["predict", "x.png", "--frobnicate"], "--frobnicate (see boneage --help)"),
+        (["train", "--data", "d", "--out", "o", "--age-range", "young"], "--age-range"),
         (["nonsense"], "see boneage --help"),
     ],
 )
@@ -349,7 +350,9 @@ def test_cli_mistakes_are_one_line(args, words):
     [({"learning_rate": float("nan")}, "--lr"), ({"learning_rate": -1e-3}, "--lr"), ({"epochs": 0}, "--epochs"),
      ({"epochs": -1}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"val_fraction": 1.0}, "--val-fraction"),
      ({"ema_momentum": 1.0}, "--ema"), ({"backbone": "resnet"}, "--backbone"), ({"limit": 0}, "--limit"),
-     ({"image_height": 8}, "--image-size"), ({"pipeline": {"clahe_tiles": 0}}, "--clahe-tiles")],
+     ({"image_height": 8}, "--image-size"), ({"pipeline": {"clahe_tiles": 0}}, "--clahe-tiles"),
+     ({"age_range": (96, 0)}, "--age-range"), ({"age_range": (0, float("nan"))}, "--age-range"),
+     ({"age_range": (-5, 60)}, "--age-range")],
 )
 def test_train_config_validated_up_front(kw, flag):
     from boneage.checks import ParameterError

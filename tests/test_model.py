@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from boneage import _quiet  # noqa: F401
@@ -274,6 +275,24 @@ def test_source_scaling_is_read_from_the_archive_without_loading_the_model(tmp_p
     assert _source_scaling(bad, logs.append) is None
     assert _source_scaling(tmp_path / "w.weights.h5", logs.append) is None
     assert len(logs) == 2 and "not readable" in logs[0] and "no .keras file" in logs[1]
+
+
+def test_an_age_range_specialist_trains_and_validates_only_inside_its_range(tmp_path):
+    """--age-range: both sides of the (unchanged) id split keep only the true ages in [lo, hi), so
+    the validation figures and val_predictions.csv describe the range the specialist is for."""
+    from boneage.train import TrainConfig, train
+
+    logs: list[str] = []
+    m = train(TrainConfig(data=str(THUMBS), out=str(tmp_path / "young"), backbone="tiny", pretrained=False, epochs=1,
+                          batch_size=8, image_height=96, image_width=80, val_fraction=0.3, workers=1,
+                          cache_dir=str(tmp_path / "cache"), age_range=(0, 130)), log=logs.append)
+    vp = pd.read_csv(tmp_path / "young" / "val_predictions.csv")
+    assert len(vp) and vp["boneage_months"].between(0, 129.999).all() and np.isfinite(m["mae"])
+    assert any("bone age 0–130 months only" in line for line in logs)
+    cfg = json.loads((tmp_path / "young" / "config.json").read_text())
+    assert cfg["age_range"] == [0.0, 130.0]
+    everyone = pd.read_csv(THUMBS / "labels.csv")
+    assert (everyone["boneage_months"] >= 130).sum() > 10  # the fixture does hold ages the range left out
 
 
 def test_a_member_trains_at_a_finer_grid_on_the_bundles_pipeline_output(tmp_path):
