@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import SEXES, bland_altman_stats, smooth_trend
+from .metrics import SEXES, band_figures, bland_altman_stats, smooth_trend
 from .palette import SEX_COLOURS, TEMPLATE, TRAIN_COLOUR, VAL_COLOUR
+
+BAND_VIEW_COLOURS = {"true": "#636363", "predicted": "#3182bd"}  # grey: the issue's criterion; blue: the reading's view
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -117,6 +119,35 @@ def error_vs_age_figure(df: pd.DataFrame):
                       margin=dict(l=60, r=20, t=50, b=50), height=420)
     fig.update_xaxes(title_text="True bone age (months)")
     fig.update_yaxes(title_text="Predicted − true (months)")
+    return fig
+
+
+def band_bias_figure(df: pd.DataFrame, limit: float = 3.0):
+    """Bias per 5-year band, banded by true age and by predicted age side by side.
+
+    Why both: regression to the mean shows as a young-end excess and an old-end deficit when the
+    images are grouped by the reader's age (issue #9's criterion, the ``limit`` band drawn), while
+    grouped by what the tool said the same readings can be nearly unbiased — the view a user meets.
+    The numbers are :func:`boneage.metrics.band_figures`.
+    """
+    if df.empty:
+        return empty_figure()
+    go = _go()
+    fig = go.Figure()
+    y, p = df["boneage_months"].to_numpy(float), df["predicted_months"].to_numpy(float)
+    for by, word in (("true", "by true age"), ("predicted", "by predicted age")):
+        f = band_figures(y, p, by=by)
+        bands = [b for b, v in f["bias_by_band"].items() if v is not None]
+        fig.add_trace(go.Bar(x=bands, y=[f["bias_by_band"][b] for b in bands], name=word,
+                             marker_color=BAND_VIEW_COLOURS[by], customdata=[f["n_by_band"][b] for b in bands],
+                             hovertemplate=f"%{{x}}, {word}: %{{y:+.1f}} months (n=%{{customdata}})<extra></extra>"))
+    fig.add_hrect(y0=-limit, y1=limit, fillcolor="lightgreen", opacity=0.15, line_width=0,
+                  annotation_text=f"±{limit:g} months", annotation_position="top left")
+    fig.add_hline(y=0, line=dict(color="grey", width=1))
+    fig.update_layout(template=TEMPLATE, title="Bias by 5-year band: true age against predicted age", barmode="group",
+                      legend=dict(x=0.99, xanchor="right", y=0.99), margin=dict(l=60, r=20, t=50, b=50), height=380)
+    fig.update_xaxes(title_text="Age band")
+    fig.update_yaxes(title_text="Mean of predicted − true (months)")
     return fig
 
 

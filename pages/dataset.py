@@ -53,8 +53,10 @@ with ui.guard("Dataset errors"):
 
     st.subheader("MAE and bias by age band and sex")
     if len(df):
-        st.dataframe(metrics.band_sex_table(df).rename(columns={"age_band": "age band", "mae": "MAE (months)",
-                                                        "bias": "bias (months)"}), hide_index=True)
+        r3 = st.columns([2, 3])
+        r3[0].dataframe(metrics.band_sex_table(df).rename(columns={"age_band": "age band", "mae": "MAE (months)",
+                                                           "bias": "bias (months)"}), hide_index=True)
+        r3[1].plotly_chart(dp.band_bias_figure(df), width="stretch", key="ds_fig_bands")
     else:
         st.caption("No images match the filters.")
 

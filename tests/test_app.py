@@ -466,7 +466,7 @@ def test_dataset_page_default_predictions_populate_every_plot(app_model):
     n_total = len(df)
     assert m[f"Images shown (of {n_total})"] == str(n_total)
     figs = plotly_charts(at)
-    assert len(figs) == 4
+    assert len(figs) == 5  # scatter, Bland-Altman, trend, histogram, bias by band (true and predicted age)
     assert all(len(_traces(f)) >= 2 for f in figs)  # data drawn, not an empty placeholder
     assert at.dataframe, "no MAE/bias table"
     at.slider(key="ds_err").set_value(10).run()

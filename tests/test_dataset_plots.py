@@ -168,6 +168,16 @@ def test_error_vs_age_has_trends_and_histogram_counts_everything():
     assert sum(len(tr["x"]) for tr in hist) == len(df)
 
 
+def test_band_bias_figure_shows_both_views_of_the_same_readings():
+    df = metrics.read_predictions(csv_bytes(make_df(400, bias=3.0)))
+    fig = dp.band_bias_figure(df)
+    assert [t.name for t in fig.data] == ["by true age", "by predicted age"]
+    by_true = metrics.band_figures(df["boneage_months"], df["predicted_months"])
+    assert list(fig.data[0].y) == [v for v in by_true["bias_by_band"].values() if v is not None]
+    assert sum(fig.data[0].customdata) == len(df) == sum(fig.data[1].customdata)
+    assert dp.band_bias_figure(df.iloc[:0]).layout.annotations[0].text == "No predictions match the filters"
+
+
 def test_empty_selection_gives_a_message_not_an_error():
     empty = metrics.add_error_columns(make_df(10)).iloc[:0]
     for build in (dp.pred_vs_true_figure, dp.bland_altman_figure, dp.error_vs_age_figure, dp.error_histogram_figure):
