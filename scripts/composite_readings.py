@@ -48,8 +48,9 @@ def readings(pred: Predictor, data: Path) -> pd.DataFrame:
             r = pred.predict(image, sex=sex, accept_unusual=True)
             rows.append({"id": int(f.stem), "kind": kind, "true_months": y, "predicted_months": r.bone_age_months,
                          "accepted": None if r.acceptance is None else bool(r.acceptance.accepted)})
-        print(f"\r{i + 1}/{len(files)} radiographs", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+        if sys.stderr.isatty() or (i + 1) % 10 == 0 or i + 1 == len(files):
+            end = "" if sys.stderr.isatty() and i + 1 < len(files) else "\n"
+            print(f"\r{i + 1}/{len(files)} radiographs read, {len(KINDS) + 1} ways each", end=end, file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
 
 
