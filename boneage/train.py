@@ -270,9 +270,32 @@ def ArrayBatches(images_u8: np.ndarray, male: np.ndarray, y: np.ndarray, *, batc
 class _Schedule:
     """The learning-rate schedule as built (:func:`_build`), with the numbers that sized it."""
 
-    rate: object  # keras.optimizers.schedules.CosineDecay
+    rate: object  # cosine_schedule(...): a CosineDecay whose decay_steps is a variable
     steps_per_epoch: int
     warm_steps: int
+
+
+def cosine_schedule(peak: float, *, total_steps: int, warm_steps: int):
+    """Linear warm-up from 5 % of ``peak`` to ``peak``, then a cosine to 2 % of it by ``total_steps``.
+
+    Keras' ``CosineDecay``, with its ``decay_steps`` held in a non-trainable variable, so that
+    :func:`EpochReport` can move the end of the cosine while training runs, also under TensorFlow's
+    compiled train step (the CPU path: a constant would be traced into the ``tf.function``). Its
+    config still reads as a plain ``CosineDecay``'s, with the current ``decay_steps`` as a number.
+    """
+    keras = _keras()
+
+    class _Cosine(keras.optimizers.schedules.CosineDecay):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.decay_steps = keras.Variable(float(self.decay_steps), trainable=False, dtype="float32",
+                                              name="cosine_decay_steps")
+
+        def get_config(self):
+            return {**super().get_config(), "decay_steps": float(keras.ops.convert_to_numpy(self.decay_steps))}
+
+    return _Cosine(peak * 0.05, decay_steps=max(1, total_steps - warm_steps), alpha=0.02, warmup_target=peak,
+                   warmup_steps=warm_steps)
 
 
 def EpochReport(total_epochs: int, log, max_minutes: float | None = None, schedule: _Schedule | None = None):
@@ -285,10 +308,10 @@ def EpochReport(total_epochs: int, log, max_minutes: float | None = None, schedu
     the clock would stop at a high learning rate, its last epochs the noisiest (the lent GPU
     machine's run, 2026-11-29, stopped after 2 of 120 epochs near its peak). After each epoch the
     number of epochs that fit the limit at the mean pace so far (at most ``--epochs``, at least one
-    more) sets the schedule's ``decay_steps``, so the rate still reaches its floor. Eager execution
-    only (the torch backend, the GPU machine's): a compiled train step (TensorFlow's
-    ``tf.function``, JAX's ``jit``) holds ``decay_steps`` as a constant, so there the schedule
-    stays as built and the log says so once.
+    more) sets the schedule's ``decay_steps``, so the rate still reaches its floor. The schedule
+    holds ``decay_steps`` in a variable (:func:`cosine_schedule`), which TensorFlow's compiled step
+    reads at every call as eager torch does; JAX's ``jit`` folds it into the compiled step as a
+    constant, so there the schedule stays as built and the log says so once.
     """
     keras = _keras()
 
@@ -296,9 +319,11 @@ def EpochReport(total_epochs: int, log, max_minutes: float | None = None, schedu
         def on_train_begin(self, logs=None):
             self.t0, self.best, self.start_epoch, self.fitted = time.time(), math.inf, None, total_epochs
             self.fit = max_minutes is not None and schedule is not None
-            if self.fit and not (keras.backend.backend() == "torch" and hasattr(schedule.rate, "decay_steps")):
+            if self.fit and not (keras.backend.backend() in ("torch", "tensorflow")
+                                 and isinstance(getattr(schedule.rate, "decay_steps", None), keras.Variable)):
                 self.fit = False
-                log("note: the learning-rate schedule is sized for --epochs (fitting it to --max-minutes needs eager torch)")
+                log("note: the learning-rate schedule is sized for --epochs (fitting it to --max-minutes needs "
+                    "TensorFlow or torch and a cosine_schedule)")
 
         def on_epoch_begin(self, epoch, logs=None):
             if self.start_epoch is None:
@@ -322,7 +347,7 @@ def EpochReport(total_epochs: int, log, max_minutes: float | None = None, schedu
         def _fit_schedule(self, epoch, pace):
             fit = min(total_epochs, max(epoch + 2, self.start_epoch + int(60 * max_minutes / pace)))
             if fit != self.fitted:
-                schedule.rate.decay_steps = max(1, fit * schedule.steps_per_epoch - schedule.warm_steps)
+                schedule.rate.decay_steps.assign(float(max(1, fit * schedule.steps_per_epoch - schedule.warm_steps)))
                 log(f"  schedule fitted to --max-minutes {max_minutes:g}: cosine ends after epoch {fit} ({pace:.1f} s per epoch)")
                 self.fitted = fit
 
@@ -457,9 +482,7 @@ def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
         )
         warm = max(1, int(cfg.warmup_epochs * steps))
         total = max(warm + 1, cfg.epochs * steps)
-        lr = keras.optimizers.schedules.CosineDecay(
-            cfg.learning_rate * 0.05, decay_steps=total - warm, alpha=0.02, warmup_target=cfg.learning_rate, warmup_steps=warm
-        )
+        lr = cosine_schedule(cfg.learning_rate, total_steps=total, warm_steps=warm)
         if cfg.init_from:
             _init_weights(model, Path(cfg.init_from), log)
         model = training_view(model)  # the model itself for a regression head

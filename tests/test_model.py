@@ -448,21 +448,25 @@ def test_array_batches_give_the_tf_data_contract_without_tensorflow():
     assert np.array_equal(inputs["male"][:, 0], male[:8].astype("float32"))
 
 
-def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
+def test_schedule_is_fitted_to_max_minutes_under_torch_and_tensorflow(monkeypatch):
     """A run stopped by --max-minutes ends its cosine schedule where the clock will stop it, so its
     last epochs run at the floor rate, not the peak (the lent GPU machine's run, 2026-11-29, was
-    stopped after 2 of 120 epochs at 1e-3). Only eager torch reads ``decay_steps`` each step; a
-    compiled step (TensorFlow, JAX) would not see the change, so there it stays as built."""
+    stopped after 2 of 120 epochs at 1e-3). The schedule's ``decay_steps`` is a variable, read by
+    eager torch and by TensorFlow's compiled step alike; JAX's jit would fold it into a constant,
+    so there it stays as built and the log says so."""
     import boneage.train as T
 
     keras = T._keras()
-    sched = keras.optimizers.schedules.CosineDecay(1e-5, decay_steps=120 * 10 - 5, alpha=0.02, warmup_target=1e-3, warmup_steps=5)
+    sched = T.cosine_schedule(1e-3, total_steps=120 * 10, warm_steps=5)
     logs: list[str] = []
-    clock = iter([0.0, 60.0, 120.0, 240.0, 250.0, 0.0, 60.0])
+    clock = iter([0.0, 60.0, 120.0, 240.0, 250.0, 0.0, 60.0, 0.0, 60.0])
     monkeypatch.setattr(T.time, "time", lambda: next(clock))
 
     def fitted():
         return [line for line in logs if "schedule fitted" in line]
+
+    def steps():
+        return float(keras.ops.convert_to_numpy(sched.decay_steps))
 
     def run(backend):
         monkeypatch.setattr(keras.backend, "backend", lambda: backend)
@@ -472,21 +476,48 @@ def test_schedule_is_fitted_to_max_minutes_under_eager_torch_only(monkeypatch):
         cb.on_epoch_begin(0)
         return cb
 
+    assert steps() == 1195 and sched.get_config()["decay_steps"] == 1195.0  # as built; the config stays JSON
     cb = run("torch")  # clock: begins at 0 s
     cb.on_epoch_end(0)  # 60 s an epoch → 5 epochs fit in 5 minutes
-    assert sched.decay_steps == 5 * 10 - 5 and "cosine ends after epoch 5" in fitted()[-1]
+    assert steps() == 5 * 10 - 5 and "cosine ends after epoch 5" in fitted()[-1]
     cb.on_epoch_begin(1)
     cb.on_epoch_end(1)  # 120 s for two: same pace, no change, no new line
-    assert sched.decay_steps == 45 and len(fitted()) == 1
+    assert steps() == 45 and len(fitted()) == 1
     cb.on_epoch_begin(2)
     cb.on_epoch_end(119)  # the last epoch (clock 240 s): nothing left to fit, never past --epochs
-    assert sched.decay_steps == 45 and len(fitted()) == 1
+    assert steps() == 45 and len(fitted()) == 1
     cb.model.stop_training = True  # the run stops here: nothing more to fit
     cb.on_epoch_end(2)
     assert len(fitted()) == 1
-    before = sched.decay_steps
+    sched.decay_steps.assign(1195.0)
     run("tensorflow").on_epoch_end(0)
-    assert sched.decay_steps == before and "needs eager torch" in logs[-2]
+    assert steps() == 45 and len(fitted()) == 2
+    sched.decay_steps.assign(1195.0)
+    run("jax").on_epoch_end(0)
+    assert steps() == 1195 and "sized for --epochs" in logs[-2]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the compiled TensorFlow step")
+def test_a_compiled_train_step_reads_the_moved_end_of_the_cosine():
+    """Under TensorFlow the train step is a tf.function: moving ``decay_steps`` after it was traced
+    must still change the rate it applies (a Python constant would have been traced in). One weight,
+    plain SGD and a gradient of exactly 1, so each step moves the weight by the learning rate."""
+    from boneage.train import cosine_schedule
+
+    sched = cosine_schedule(0.1, total_steps=1001, warm_steps=1)  # a long cosine: the rate stays near 0.1
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=sched), loss=lambda y, p: keras.ops.mean(p))
+    x, y = np.ones((4, 1), "float32"), np.zeros((4, 1), "float32")
+
+    def step() -> float:
+        before = float(model.get_weights()[0][0, 0])
+        model.train_on_batch(x, y)
+        return before - float(model.get_weights()[0][0, 0])
+
+    step()  # warm-up step, and the trace
+    assert step() == pytest.approx(0.1, rel=1e-3)
+    sched.decay_steps.assign(1.0)  # the cosine now ended a step ago: the floor, 2 % of the peak
+    assert step() == pytest.approx(0.1 * 0.02, rel=1e-3)
 
 
 def test_gpu_probe_climbs_to_a_larger_batch_only_for_a_real_gain():
