@@ -298,12 +298,14 @@ def test_every_page_and_predict_flow_in_chromium(server, page, tmp_path):
     idle(pg)
     no_traceback(pg)
 
-    # Dataset errors: the four plots from the model's validation predictions, and the table.
+    # Dataset errors: the four plots from the model's validation predictions, the table and the bias by band
+    # (true against predicted age).
     pg.goto(server + "/dataset")
     expect(pg.get_by_role("heading", name="Dataset errors")).to_be_visible()
     # Four plots of 1,707 points each: more than 30 s on a loaded 2-core machine (load average 16 measured).
-    expect(pg.get_by_test_id("stPlotlyChart")).to_have_count(4, timeout=PAGE_TIMEOUT_MS)
-    expect(pg.locator(".js-plotly-plot")).to_have_count(4, timeout=PAGE_TIMEOUT_MS)
+    expect(pg.get_by_test_id("stPlotlyChart")).to_have_count(5, timeout=PAGE_TIMEOUT_MS)
+    expect(pg.locator(".js-plotly-plot")).to_have_count(5, timeout=PAGE_TIMEOUT_MS)
+    expect(pg.locator(".js-plotly-plot").filter(has_text="by predicted age")).to_have_count(1)
     expect(pg.get_by_text("MAE and bias by age band and sex")).to_be_visible()
     idle(pg)
     no_traceback(pg)
