@@ -141,8 +141,8 @@ def band_bias_figure(df: pd.DataFrame, limit: float = 3.0):
         fig.add_trace(go.Bar(x=bands, y=[f["bias_by_band"][b] for b in bands], name=word,
                              marker_color=BAND_VIEW_COLOURS[by], customdata=[f["n_by_band"][b] for b in bands],
                              hovertemplate=f"%{{x}}, {word}: %{{y:+.1f}} months (n=%{{customdata}})<extra></extra>"))
-    fig.add_hrect(y0=-limit, y1=limit, fillcolor="lightgreen", opacity=0.15, line_width=0,
-                  annotation_text=f"±{limit:g} months", annotation_position="top left")
+    fig.add_hrect(y0=-limit, y1=limit, fillcolor="lightgreen", opacity=0.25, line_width=0, layer="below",
+                  annotation_text=f"±{limit:g} months (issue #9)", annotation_position="top right")
     fig.add_hline(y=0, line=dict(color="grey", width=1))
     fig.update_layout(template=TEMPLATE, title="Bias by 5-year band: true age against predicted age", barmode="group",
                       legend=dict(x=0.99, xanchor="right", y=0.99), margin=dict(l=60, r=20, t=50, b=50), height=380)
