@@ -462,8 +462,6 @@ def _datasets(cfg: TrainConfig, data: _Prepared) -> tuple:
 
 def _build(cfg: TrainConfig, data: _Prepared, steps: int, log):
     """The model (inside the distribution strategy's scope), its warm-up + cosine schedule, compiled."""
-    keras = _keras()
-
     from .model import build_model, compile_model, training_view
 
     strategy = get_strategy(cfg.strategy)
