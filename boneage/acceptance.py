@@ -107,9 +107,32 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float(math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()))
 
 
+def scores_view(pixels: np.ndarray) -> np.ndarray:
+    """The loaded picture at IMAGE_SIDE² (INTER_AREA), what the image-level scores are measured on.
+
+    OpenCV's area resize has a fast path for integer factors only; 2000×2500 → 128² took 13.4 ms
+    of a 59 ms pipeline-and-checks (2026-11-30). A large image is first box-averaged by the integer
+    factor k that keeps its short side ≥ 4 × IMAGE_SIDE (trimmed to a multiple of k: under k
+    pixels, split between the two edges), then area-resized: 3.4 ms. Images under 1024 px on the
+    short side (every RSNA thumbnail and full-size radiograph, hence everything the thresholds
+    were fitted on) take the direct path unchanged. Measured on the 95 inputs of the calibration's kinds whose view changes
+    (5 of the 10 raw films, the 40 full-size radiographs upscaled to 1200 and 2000 px wide, 10 large
+    negatives of ``boneage.negatives.generate(16)``): contrast moved by at most 0.1 %, edge density
+    1.5 %, noise 4.9 % (relative), and no verdict of the shipped check changed.
+    """
+    x = np.asarray(pixels, np.float32)
+    h, w = x.shape[:2]
+    k = min(h, w) // (4 * IMAGE_SIDE)
+    if k >= 2:
+        hk, wk = h // k, w // k
+        y0, x0 = (h - hk * k) // 2, (w - wk * k) // 2  # the trim split between both edges
+        x = cv2.resize(x[y0 : y0 + hk * k, x0 : x0 + wk * k], (wk, hk), interpolation=cv2.INTER_AREA)
+    return cv2.resize(x, (IMAGE_SIDE, IMAGE_SIDE), interpolation=cv2.INTER_AREA)
+
+
 def image_scores(pixels: np.ndarray, colour: float = 0.0) -> dict[str, float]:
     """Image-level scores of the loaded gray picture ([0, 1]); ``colour`` from the loader."""
-    x = cv2.resize(np.asarray(pixels, np.float32), (IMAGE_SIDE, IMAGE_SIDE), interpolation=cv2.INTER_AREA)
+    x = scores_view(pixels)
     sd = float(x.std())
     med = cv2.medianBlur(np.ascontiguousarray(x), 3)
     noise = float(np.mean(np.abs(x - med))) / (sd + 1e-6)

@@ -113,7 +113,7 @@ def cmd_pipeline(a) -> int:
         img = load_image(a.image)
     except ImageError as e:
         return _fail(str(e))
-    res = run_pipeline(img.pixels, params)
+    res = run_pipeline(img, params)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     files = {}

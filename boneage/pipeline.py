@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 import cv2
@@ -23,6 +24,9 @@ import numpy as np
 
 from .localise import candidates as mask_candidates
 from .localise import detach_thin, hand_shape, largest_filled, side_runs
+
+if TYPE_CHECKING:
+    from .io import LoadedImage
 
 # Stage names, in the order they are produced (``NN_<name>.png`` in the CLI).
 STAGES = (
@@ -747,10 +751,11 @@ def model_crop(image_u8: np.ndarray, mask: np.ndarray | None, params: PipelinePa
 # --------------------------------------------------------------------------------------------
 
 
-def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None) -> PipelineResult:
+def run_pipeline(image: "np.ndarray | LoadedImage", params: PipelineParams | dict | None = None) -> PipelineResult:
     """Run every stage, keeping each image; never raises on an odd image — it warns and falls back.
 
-    Something that is not an image array (1-D, 1×1, object dtype, NaN …) is refused with
+    ``image`` is an array, or a :class:`boneage.io.LoadedImage` from the loader, whose pixels are
+    used as they are (checked there). Something that is not an image array (1-D, 1×1, object dtype, NaN …) is refused with
     :class:`boneage.io.ImageError` and bad parameters with :class:`boneage.checks.ParameterError`,
     one line each, instead of IndexError/ValueError/AttributeError from deep inside a stage.
 
@@ -758,10 +763,13 @@ def run_pipeline(image: np.ndarray, params: PipelineParams | dict | None = None)
     canonical left-hand view → ROIs → model input. Each step records its images in
     ``res.stages`` and its measurements and warnings on ``res``.
     """
-    from .io import check_array_shape
+    from .io import LoadedImage, check_array_shape
 
     p = PipelineParams.coerce(params)
-    img = to_float01(check_array_shape(image, name="image", min_side=2))
+    if isinstance(image, LoadedImage) and image.checked:
+        img = image.pixels  # the loader's output, checked there (the one error boundary); read, never written
+    else:
+        img = to_float01(check_array_shape(getattr(image, "pixels", image), name="image", min_side=2))
     res = PipelineResult(stages={"input": img}, params=p)
     norm = _frame_and_polarity(img, p, res)
     enh = _enhance(norm, p, res)

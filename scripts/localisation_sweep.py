@@ -43,7 +43,7 @@ def shares(lab: pd.DataFrame) -> dict:
 def run_files(paths: list[Path], params: PipelineParams) -> pd.DataFrame:
     rows = []
     for p in paths:
-        r = run_pipeline(load_image(p).pixels, params)
+        r = run_pipeline(load_image(p), params)
         rows.append({"id": p.stem, "hand_found": r.hand_found, "rotation_deg": r.rotation_deg, "mask_method": r.mask_method})
     return pd.DataFrame(rows)
 

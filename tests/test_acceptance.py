@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from boneage.acceptance import (RULES, AcceptanceCheck, FeatureSpace, NotAcceptedError, colourfulness, image_scores)
+from boneage.acceptance import (IMAGE_SIDE, RULES, AcceptanceCheck, FeatureSpace, NotAcceptedError, colourfulness,
+                                image_scores, scores_view)
 from boneage.io import ImageError, load_image
 from boneage.negatives import KINDS, make
 from boneage.paths import MODELS_DIR
@@ -55,6 +56,38 @@ def test_image_scores_separate_blank_noise_and_radiograph():
     s_hand, s_noise, s_blank = image_scores(hand), image_scores(noise), image_scores(blank)
     assert s_noise["noise"] > 5 * s_hand["noise"]
     assert s_blank["contrast"] < 0.1 * s_hand["contrast"]
+
+
+def _direct_view(pixels):
+    return cv2.resize(np.asarray(pixels, np.float32), (IMAGE_SIDE, IMAGE_SIDE), interpolation=cv2.INTER_AREA)
+
+
+def test_scores_view_is_the_direct_area_resize_below_1024_px_and_close_to_it_above():
+    """The thresholds were fitted on images the direct path reads; the two-step path for large
+    ones (a 4× faster resize) must measure the same picture."""
+    hand = load_image(HIRES[0]).pixels  # ≈ 800 px wide: the direct path, bit for bit
+    assert min(hand.shape) < 4 * IMAGE_SIDE * 2
+    assert np.array_equal(scores_view(hand), _direct_view(hand))
+    big = cv2.resize(hand, (2003, 2507), interpolation=cv2.INTER_CUBIC).clip(0, 1)  # k = 3, edges trimmed
+    v, d = scores_view(big), _direct_view(big)
+    assert v.shape == d.shape == (IMAGE_SIDE, IMAGE_SIDE)
+    assert float(np.abs(v - d).mean()) < 1.5e-3  # 0.00076 measured (0.0023 with the whole trim at one edge)
+    assert float(v.std()) == pytest.approx(float(d.std()), rel=5e-3)  # the contrast score
+
+
+@needs_calibration
+def test_large_inputs_get_the_verdict_and_scores_of_the_direct_view(predictor, monkeypatch):
+    import boneage.acceptance as acc
+
+    for p in HIRES:
+        px = cv2.resize(load_image(p).pixels, (2000, 2500), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+        fast = image_scores(px)
+        monkeypatch.setattr(acc, "scores_view", _direct_view)
+        slow = image_scores(px)
+        monkeypatch.undo()
+        for k in ("contrast", "noise", "edge_density"):
+            assert fast[k] == pytest.approx(slow[k], rel=0.06, abs=1e-4), (p.name, k)
+        assert predictor.read(px, "F").bone_age_months > 0  # accepted, as every fixture hand is
 
 
 def test_feature_space_distance_is_about_one_inside_and_large_outside():

@@ -132,6 +132,24 @@ def test_to_float01_dtypes():
     assert 0 <= out.min() and out.max() <= 1 and np.all(np.diff(out.ravel()) >= 0)
 
 
+def test_loader_output_is_read_as_is_and_anything_else_is_checked():
+    """A LoadedImage from the loader is not checked and copied again (≈ 7 ms of a 2000×2500
+    prediction) and gives the same result as its pixels; a hand-made one is checked."""
+    from boneage.io import ImageError, ImageMeta, LoadedImage
+
+    loaded = load_image(FIXTURES_DIR / "hires" / "1437.png")
+    assert loaded.checked
+    a, b = run_pipeline(loaded), run_pipeline(loaded.pixels)
+    assert a.stages["input"] is loaded.pixels and b.stages["input"] is not loaded.pixels
+    assert np.array_equal(a.model_input, b.model_input) and a.rotation_deg == b.rotation_deg
+    bad = loaded.pixels.copy()
+    bad[5, 5] = np.nan
+    forged = LoadedImage(bad, ImageMeta("x", "array", 1, 1, 32, None))
+    assert not forged.checked
+    with pytest.raises(ImageError, match="NaN"):
+        run_pipeline(forged)
+
+
 def test_is_squashed_thumbnail():
     p = PipelineParams()
     assert P.is_squashed_thumbnail(np.zeros((100, 100)), p)

@@ -227,7 +227,7 @@ def load(src: Source):
 def _pipeline(key: str, _data: bytes, name: str, params: dict):
     from ..pipeline import run_pipeline
 
-    return run_pipeline(_load(key, _data, name).pixels, PipelineParams.from_dict(params))
+    return run_pipeline(_load(key, _data, name), PipelineParams.from_dict(params))
 
 
 def run_pipeline_cached(src: Source, params: PipelineParams):
