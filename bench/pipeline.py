@@ -38,11 +38,11 @@ BIG = (2000, 2500)  # width × height
 def time_files(paths: list[Path], repeats: int, params: PipelineParams) -> dict:
     load_ms, pipe_ms, total_ms = [], [], []
     for p in paths:  # warm-up: imports, allocator, OpenCV thread pool, file cache
-        run_pipeline(load_image(p).pixels, params)
+        run_pipeline(load_image(p), params)
     for _ in range(repeats):
         for p in paths:
             t0 = time.perf_counter()
-            img = load_image(p).pixels
+            img = load_image(p)  # a LoadedImage, as the prediction path passes it
             t1 = time.perf_counter()
             run_pipeline(img, params)
             t2 = time.perf_counter()

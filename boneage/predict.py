@@ -32,6 +32,7 @@ from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 from .bundle import MAX_TTA_COPIES as MAX_TTA  # copies per image: one per fixed transform (boneage.tta)
 LOW_CONFIDENCE_TTA_SD = 6.0  # months of disagreement between TTA copies that earns a warning
 ATTENTION_FLOOR = 0.5  # attention below this share of its peak is drawn transparent
+SIDE_THREAD_PIXELS = 1_000_000  # from this size the image scores run beside the pipeline (_prepare_pixels)
 
 
 def attention_key(rgb: np.ndarray, floor: float = ATTENTION_FLOOR) -> np.ndarray:
@@ -531,11 +532,12 @@ def _prepare_pixels(image: "np.ndarray | LoadedImage", meta: ImageMeta | None, n
 
     # The image-level scores read the picture the pipeline reads and nothing it makes, so they run
     # on the other core meanwhile (OpenCV and numpy let go of the GIL): a 2000×2500 PNG's pipeline
-    # and scores took 20.0 ms one after the other, 14.7 ms side by side (2026-11-30, 2 cores).
-    colour = meta.colourfulness if meta is not None else 0.0
-    pending = _side_pool().submit(image_scores, getattr(image, "pixels", image), colour)
+    # and scores took 20.0 ms one after the other, 14.7 ms side by side (2026-11-30, 2 cores). A
+    # small picture's scores (a thumbnail's: 0.1 ms) are not worth the hand-over.
+    pixels, colour = getattr(image, "pixels", image), (meta.colourfulness if meta is not None else 0.0)
+    pending = _side_pool().submit(image_scores, pixels, colour) if np.size(pixels) >= SIDE_THREAD_PIXELS else None
     res = run_pipeline(image, params)  # a LoadedImage's pixels are read as the loader checked them
-    scores = pending.result()
+    scores = pending.result() if pending is not None else image_scores(pixels, colour)
     scores.update(pipeline_scores(res))
     return Prepared(pipeline=res, meta=meta, batch=tta_batch(res.model_input, n=n), scores=scores)
 

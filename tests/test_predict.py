@@ -63,6 +63,24 @@ def test_predict_thumbnail_and_array_input(predictor):
     assert r1.tta_sd_months == 0.0
 
 
+def test_large_image_scores_on_the_side_thread_equal_the_inline_ones():
+    """From SIDE_THREAD_PIXELS the image scores run beside the pipeline: the same numbers."""
+    import cv2
+
+    from boneage.acceptance import image_scores, pipeline_scores
+    from boneage.io import load_image
+    from boneage.predict import SIDE_THREAD_PIXELS, prepare
+
+    loaded = load_image(HIRES / "1437.png")
+    big = cv2.resize(loaded.pixels, (1000, 1300), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    assert big.size >= SIDE_THREAD_PIXELS > loaded.pixels.size
+    for img in (loaded, big):
+        prep = prepare(img, {}, tta=1)
+        pixels = getattr(img, "pixels", img)
+        want = {**image_scores(pixels), **pipeline_scores(prep.pipeline)}
+        assert prep.scores == want
+
+
 def test_tta_is_deterministic(predictor):
     a = predictor.predict(HIRES / "2798.png", sex="M").bone_age_months
     b = predictor.predict(HIRES / "2798.png", sex="M").bone_age_months
