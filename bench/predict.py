@@ -4,7 +4,7 @@ Each figure is printed beside a bare ``keras.applications.Xception`` 299×299 fo
 (random weights; the cost does not depend on them) timed in the same run, so results from a
 busy or a quiet machine can be compared. Goal: warm end-to-end latency ≤ 0.5× that pass.
 
-    .venv/bin/python bench/predict.py [--model models] [--json bench/predict.json]
+    .venv/bin/python bench/predict.py [--model models] [--rounds 7] [--json bench/predict.json]
 """
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ def _median_ms(fn, n: int, warm: int = 2) -> float:
     return statistics.median(ts)
 
 
-def xception_forward_ms(n: int) -> float:
-    """Bare Xception-299 forward pass, batch 1, through a cached tf.function (its best case)."""
+def xception_forward():
+    """Bare Xception-299 forward pass, batch 1, through a cached tf.function (its best case): the
+    call to time."""
     m = keras.applications.Xception(weights=None, include_top=True)
     x = np.random.default_rng(0).random((1, 299, 299, 3), dtype=np.float32)
     if keras.backend.backend() == "tensorflow":
@@ -49,13 +50,21 @@ def xception_forward_ms(n: int) -> float:
         f = tf.function(lambda v: m(v, training=False))
     else:
         f = lambda v: m(v, training=False)  # noqa: E731
-    return _median_ms(lambda: np.asarray(f(x)), n)
+    return lambda: np.asarray(f(x))
+
+
+def xception_forward_ms(n: int) -> float:
+    return _median_ms(xception_forward(), n)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model folder (default: shipped model)")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="pairs of (Xception pass, end-to-end prediction) medians, in alternating order; the "
+                         "ratio reported is the median of the rounds' ratios (the machine's speed drifts "
+                         "between runs by more than the goal's margin)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
 
@@ -76,15 +85,28 @@ def main(argv=None) -> int:
 
     res: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "model_version": pred.model_version,
                  "load_avg_1min": round(os.getloadavg()[0], 2)}
-    res["xception299_forward_ms"] = round(xception_forward_ms(a.repeats), 1)
-
     it = iter(range(10**9))
 
     def one(tta):
         f = files[next(it) % len(files)]
         pred.predict(f, sex="F", tta=tta)
 
-    res["end_to_end_ms_tta%d" % n_tta] = round(_median_ms(lambda: one(None), a.repeats), 1)
+    # Each round times both back to back, the order alternating, so a drift in the machine's speed
+    # does not always land on the same side of the ratio.
+    xcep = xception_forward()
+    xs, es = [], []
+    for r in range(max(1, a.rounds)):
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            if which == 0:
+                xs.append(_median_ms(xcep, a.repeats))
+            else:
+                es.append(_median_ms(lambda: one(None), a.repeats))
+    ratios = [e / x for e, x in zip(es, xs)]
+    res["xception299_forward_ms"] = round(statistics.median(xs), 1)
+    res["end_to_end_ms_tta%d" % n_tta] = round(statistics.median(es), 1)
+    if len(ratios) > 1:
+        res["rounds"] = len(ratios)
+        res["end_to_end_over_xception_by_round"] = [round(q, 3) for q in ratios]
     res["end_to_end_ms_no_tta"] = round(_median_ms(lambda: one(1), a.repeats), 1)
 
     # The parts: model with TTA on a prepared input, versus loading + pipeline.
@@ -127,7 +149,7 @@ def main(argv=None) -> int:
     yt = np.full((32, 1), 120.0, np.float32)
     ms = _median_ms(lambda: tm.train_on_batch(xt, yt), max(3, a.repeats // 2))
     res["train_images_per_s"] = round(32 / (ms / 1000), 1)
-    res["end_to_end_over_xception"] = round(res["end_to_end_ms_tta%d" % n_tta] / res["xception299_forward_ms"], 3)
+    res["end_to_end_over_xception"] = round(statistics.median(ratios), 3)
     res["model_only_over_xception"] = round(res["model_only_ms_tta%d" % n_tta] / res["xception299_forward_ms"], 3)
 
     w_ = max(len(k) for k in res)
@@ -135,7 +157,9 @@ def main(argv=None) -> int:
     for k, v in res.items():
         print(f"  {k:<{w_}}  {v}")
     goal = res["end_to_end_over_xception"] <= 0.5
-    print(f"goal end-to-end ≤ 0.5× Xception-299 forward: {'met' if goal else 'NOT met'} ({res['end_to_end_over_xception']}×)")
+    extra = f"; {sum(q <= 0.5 for q in ratios)} of {len(ratios)} rounds ≤ 0.5×" if len(ratios) > 1 else ""
+    print(f"goal end-to-end ≤ 0.5× Xception-299 forward: {'met' if goal else 'NOT met'} "
+          f"({res['end_to_end_over_xception']}×{' median of the rounds' if len(ratios) > 1 else ''}{extra})")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0

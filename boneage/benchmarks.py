@@ -14,7 +14,7 @@ from dataclasses import dataclass
 # Trailing key parts that are units (longest first), and how a reader writes them.
 _UNITS = (("images_per_s", "images/s"), ("over_xception", "× one Xception-299 forward"), ("ms", "ms"), ("s", "s"))
 # Key parts that qualify the figure.
-_QUALIFIERS = {"median": "median", "p90": "90th percentile", "no_tta": "no TTA", "1min": "1 min"}
+_QUALIFIERS = {"median": "median", "p90": "90th percentile", "no_tta": "no TTA", "1min": "1 min", "by_round": "each round"}
 # Words a reader expects instead of the key's spelling.
 _WORDS = {"xception299": "Xception-299", "end to end": "end to end", "loadavg": "load average",
           "load avg": "load average", "cpu count": "CPUs", "cpus": "CPUs", "opencv": "OpenCV", "png": "PNG",
@@ -91,6 +91,8 @@ def format_value(value, unit: str = "") -> str:
         else:
             text = f"{v:.2f}".rstrip("0").rstrip(".") if abs(v) >= 1 else f"{v:.2g}" if v else "0"
     elif isinstance(value, (list, tuple)):
+        if unit == "×":  # ratios read one by one: 0.55×, 0.51×
+            return ", ".join(format_value(v, unit) for v in value)
         return ", ".join(format_value(v) for v in value) + (f" {unit}" if unit else "")
     else:
         text = str(value)

@@ -17,6 +17,7 @@ from boneage.paths import MODELS_DIR
     ("model_only_ms_tta6", "model only, 6× TTA", "ms"),
     ("batch64_model_images_per_s", "model, batches of 64", "images/s"),
     ("end_to_end_over_xception", "end to end ÷ one Xception-299 forward", "×"),
+    ("end_to_end_over_xception_by_round", "end to end ÷ one Xception-299 forward, each round", "×"),
     ("upload_to_result_s", "upload to result", "s"),
     ("load_avg_1min", "load average, 1 min", ""),
     ("something_new", "something new", ""),  # unknown keys still show, in words
@@ -28,7 +29,7 @@ def test_keys_read_as_words_with_units(key, label, unit):
 @pytest.mark.parametrize("value, unit, text", [
     (11.950626999805536, "ms", "12.0 ms"), (0.750727999729861, "ms", "0.75 ms"), (128.4175855007561, "ms", "128 ms"),
     (240.3, "images/s", "240 images/s"), (1.94, "×", "1.94×"), (40, "", "40"), (2.0, "s", "2 s"),
-    ([0.9794921875, 0.986328125], "", "0.98, 0.99"), (None, "ms", "—"), ("800x1040", "", "800x1040"),
+    ([0.9794921875, 0.986328125], "", "0.98, 0.99"), ([0.512, 0.553], "×", "0.51×, 0.55×"), (None, "ms", "—"), ("800x1040", "", "800x1040"),
 ])
 def test_values_rounded_with_unit(value, unit, text):
     assert B.format_value(value, unit) == text
