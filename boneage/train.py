@@ -645,10 +645,24 @@ def _init_weights(model, src: Path, log) -> None:
         tmp = Path(tempfile.mkdtemp()) / "init.weights.h5"
         source.save_weights(str(tmp))
         src = tmp
-    try:
-        model.load_weights(str(src))
-    except Exception as e:  # noqa: BLE001 - shape/structure mismatch: say so in one line
-        raise TrainError(f"--init-from {src}: weights do not fit this architecture ({e.__class__.__name__})") from None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        # Keras 3.15 loads a file of another structure container by container, warning "Skipping
+        # nested container … Affected layers will retain their freshly-initialized weights" for
+        # each it cannot match (100 for a tiny network into EfficientNet-Lite0) before it may or may
+        # not raise: a partial warm start that would look like a whole one. Either is refused.
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(str(src))
+        except Exception as e:  # noqa: BLE001 - shape/structure mismatch: say so in one line
+            raise TrainError(f"--init-from {src}: weights do not fit this architecture ({e.__class__.__name__})") from None
+    skipped = [w for w in caught if "Skipping nested container" in str(w.message)]
+    if skipped:
+        raise TrainError(f"--init-from {src}: weights do not fit this architecture "
+                         f"({len(skipped)} nested parts of the network found no weights in the file)")
+    for w in caught:  # anything else Keras said is passed on, as it would have been
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     log(f"  initialised from {src}")
 
 

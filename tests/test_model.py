@@ -259,6 +259,31 @@ def test_init_from_warm_starts_and_refuses_other_architectures(tmp_path):
                           init_from=str(tmp_path / "a")), log=lambda *a: None)
 
 
+def test_a_warm_start_keras_only_warns_about_is_refused(tmp_path):
+    """Keras may skip parts of a network it cannot match with a warning and no error ("Affected
+    layers will retain their freshly-initialized weights"): --init-from refuses that as it refuses
+    a load that raises, instead of training from a half-random start."""
+    import warnings
+
+    from boneage.model import build_model
+    from boneage.train import TrainError, _init_weights
+
+    model = build_model("tiny", (96, 80), weights=None)
+    src = tmp_path / "w.weights.h5"
+    model.save_weights(str(src))
+
+    class Partial:  # the model, whose load only warns
+        def load_weights(self, path):
+            warnings.warn("Skipping nested container at 'layers/functional/container_3': no matching group found "
+                          "in the saved file. Affected layers will retain their freshly-initialized weights.")
+
+    logs: list[str] = []
+    with pytest.raises(TrainError, match="1 nested parts"):
+        _init_weights(Partial(), src, logs.append)
+    _init_weights(model, src, logs.append)  # the same file into its own architecture: fine, nothing said
+    assert logs == [f"  initialised from {src}"]
+
+
 def test_source_scaling_is_read_from_the_archive_without_loading_the_model(tmp_path):
     """The warm-start output scaling comes from the .keras archive's config: the same numbers a
     loaded model holds, for a run folder, a member file and a nested (resized-input) network."""
