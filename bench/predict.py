@@ -53,10 +53,6 @@ def xception_forward():
     return lambda: np.asarray(f(x))
 
 
-def xception_forward_ms(n: int) -> float:
-    return _median_ms(xception_forward(), n)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model folder (default: shipped model)")
@@ -93,14 +89,11 @@ def main(argv=None) -> int:
 
     # Each round times both back to back, the order alternating, so a drift in the machine's speed
     # does not always land on the same side of the ratio.
-    xcep = xception_forward()
     xs, es = [], []
+    timed = [(xs, xception_forward()), (es, lambda: one(None))]
     for r in range(max(1, a.rounds)):
-        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
-            if which == 0:
-                xs.append(_median_ms(xcep, a.repeats))
-            else:
-                es.append(_median_ms(lambda: one(None), a.repeats))
+        for out, fn in timed if r % 2 == 0 else timed[::-1]:
+            out.append(_median_ms(fn, a.repeats))
     ratios = [e / x for e, x in zip(es, xs)]
     res["xception299_forward_ms"] = round(statistics.median(xs), 1)
     res["end_to_end_ms_tta%d" % n_tta] = round(statistics.median(es), 1)

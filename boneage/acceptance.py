@@ -113,12 +113,13 @@ def scores_view(pixels: np.ndarray) -> np.ndarray:
     OpenCV's area resize has a fast path for integer factors only; 2000×2500 → 128² took 13.4 ms
     of a 59 ms pipeline-and-checks (2026-11-30). A large image is first box-averaged by the integer
     factor k that keeps its short side ≥ 4 × IMAGE_SIDE (trimmed to a multiple of k: under k
-    pixels, split between the two edges), then area-resized: 3.4 ms. Images under 1024 px on the
+    pixels, split between the two edges), then area-resized: 2.9 ms. Images under 1024 px on the
     short side (every RSNA thumbnail and full-size radiograph, hence everything the thresholds
-    were fitted on) take the direct path unchanged. Measured on the 95 inputs of the calibration's kinds whose view changes
-    (5 of the 10 raw films, the 40 full-size radiographs upscaled to 1200 and 2000 px wide, 10 large
-    negatives of ``boneage.negatives.generate(16)``): contrast moved by at most 0.1 %, edge density
-    1.5 %, noise 4.9 % (relative), and no verdict of the shipped check changed.
+    were fitted on) take the direct path unchanged. Measured on the 95 inputs of the calibration's
+    kinds whose view changes (5 of the 10 raw films, the 40 full-size radiographs upscaled to 1200
+    and 2000 px wide, 10 large negatives of ``boneage.negatives.generate(16)``): contrast moved by
+    at most 0.1 %, edge density 1.5 %, noise 4.9 % (relative), and no verdict of the shipped check
+    changed (``scripts/scores_view_check.py``).
     """
     x = np.asarray(pixels, np.float32)
     h, w = x.shape[:2]

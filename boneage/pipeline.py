@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -755,9 +755,10 @@ def run_pipeline(image: "np.ndarray | LoadedImage", params: PipelineParams | dic
     """Run every stage, keeping each image; never raises on an odd image — it warns and falls back.
 
     ``image`` is an array, or a :class:`boneage.io.LoadedImage` from the loader, whose pixels are
-    used as they are (checked there). Something that is not an image array (1-D, 1×1, object dtype, NaN …) is refused with
-    :class:`boneage.io.ImageError` and bad parameters with :class:`boneage.checks.ParameterError`,
-    one line each, instead of IndexError/ValueError/AttributeError from deep inside a stage.
+    used as they are (checked there). Something that is not an image array (1-D, 1×1, object
+    dtype, NaN …) is refused with :class:`boneage.io.ImageError` and bad parameters with
+    :class:`boneage.checks.ParameterError`, one line each, instead of
+    IndexError/ValueError/AttributeError from deep inside a stage.
 
     Read top-down: frame and polarity → enhance (8 bits: denoise, CLAHE) → hand mask → align →
     canonical left-hand view → ROIs → model input. Each step records its images in

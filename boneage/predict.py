@@ -281,11 +281,11 @@ class Predictor:
         result then says so).
         """
         n, params = self._checked(tta, params)
-        pixels, meta = _pixels_and_meta(image, name)
+        loaded, meta = _loaded_and_meta(image, name)
         sx = _normalise_sex(sex)
         if sx is None:
             raise PredictionError("sex is required (M or F): the model's reference differs for boys and girls")
-        return self._read(pixels, meta, sx, n, params, accept_unusual=accept_unusual, name=name)
+        return self._read(loaded, meta, sx, n, params, accept_unusual=accept_unusual, name=name)
 
     def predict(
         self,
@@ -321,12 +321,12 @@ class Predictor:
         """
         n, params = self._checked(tta, params)
         ready = image if isinstance(image, Prepared) else None
-        pixels, meta = (None, ready.meta) if ready is not None else _pixels_and_meta(image, name)
+        loaded, meta = (None, ready.meta) if ready is not None else _loaded_and_meta(image, name)
         inputs, notes = self.resolve_inputs(
             meta, sex, fill_from_tags=fill_from_tags, chronological_age_months=chronological_age_months,
             birth_date=birth_date, study_date=study_date, height_cm=height_cm, father_height_cm=father_height_cm,
             mother_height_cm=mother_height_cm)
-        prep = ready if ready is not None else _prepare_pixels(pixels, meta, n, params)
+        prep = ready if ready is not None else _prepare_pixels(loaded, meta, n, params)
         months, att, pooled = self._run(prep.batch, model_input(inputs.sex))
         return self.finish(prep, inputs, notes, months, att, pooled, accept_unusual=accept_unusual, name=name)
 
@@ -411,9 +411,9 @@ class Predictor:
         n = self.tta if tta is None else check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
         return n, (self.params if params is None else PipelineParams.coerce(params))
 
-    def _read(self, pixels: "np.ndarray | LoadedImage", meta: ImageMeta | None, sx: Sex, n: int, params: PipelineParams, *,
-              accept_unusual: bool = False, name: str | None = None) -> Prediction:
-        prep = _prepare_pixels(pixels, meta, n, params)
+    def _read(self, image: "np.ndarray | LoadedImage", meta: ImageMeta | None, sx: Sex, n: int,
+              params: PipelineParams, *, accept_unusual: bool = False, name: str | None = None) -> Prediction:
+        prep = _prepare_pixels(image, meta, n, params)
         months, att, pooled = self._run(prep.batch, model_input(sx))
         return self._reading(prep, sx, months, att, pooled, accept_unusual=accept_unusual, name=name)
 
@@ -522,8 +522,8 @@ def prepare(image, params: PipelineParams | dict, *, tta: int, name: str | None 
     default here once made 8 copies for a bundle calibrated on 4. :meth:`Predictor.prepare` fills it.
     """
     n = check_int(tta, "tta", lo=1, hi=MAX_TTA, flag="--tta")
-    pixels, meta = _pixels_and_meta(image, name)
-    return _prepare_pixels(pixels, meta, n, PipelineParams.coerce(params))
+    loaded, meta = _loaded_and_meta(image, name)
+    return _prepare_pixels(loaded, meta, n, PipelineParams.coerce(params))
 
 
 def _prepare_pixels(image: "np.ndarray | LoadedImage", meta: ImageMeta | None, n: int, params: PipelineParams
@@ -552,7 +552,7 @@ def _side_pool() -> ThreadPoolExecutor:
     return _side_pool_for(os.getpid())
 
 
-def _pixels_and_meta(image, name: str | None) -> tuple[LoadedImage, ImageMeta | None]:
+def _loaded_and_meta(image, name: str | None) -> tuple[LoadedImage, ImageMeta | None]:
     """The loaded image (what :func:`_prepare_pixels` takes) and its metadata (None for an array)."""
     if isinstance(image, LoadedImage):
         return image, image.meta
