@@ -781,3 +781,112 @@ def test_integer_images_normalise_through_a_table_bit_for_bit():
         assert fast.dtype == np.float32 and np.array_equal(fast.view(np.uint32), slow.view(np.uint32))
     with pytest.raises(ImageError, match="blank"):
         _normalise(np.full((10, 10), 9, np.uint8), "x")
+
+
+# --------------------------------------------------------------------------- PNG rows inflated by libdeflate
+
+
+def _noisy(shape, hi: int = 255, dtype=np.uint8, seed: int = 3) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) * hi).astype(dtype)
+
+
+def _split_idat(data: bytes, size: int = 4096) -> bytes:
+    """The same PNG with its image data in IDAT chunks of ``size`` bytes (as many encoders write)."""
+    p, chunks, z = 8, [], b""
+    while p < len(data):
+        n = struct.unpack(">I", data[p : p + 4])[0]
+        cid = data[p + 4 : p + 8]
+        if cid == b"IDAT":
+            z += data[p + 8 : p + 8 + n]
+        else:
+            if cid == b"IEND":
+                for i in range(0, len(z), size):
+                    part = b"IDAT" + z[i : i + size]
+                    chunks.append(struct.pack(">I", len(part) - 4) + part + struct.pack(">I", zlib.crc32(part)))
+            chunks.append(data[p : p + 12 + n])
+        p += 12 + n
+    return data[:8] + b"".join(chunks)
+
+
+def _stored_png_cases() -> dict[str, bytes]:
+    g = _noisy((150, 130))
+    rgb = np.stack([g, np.roll(g, 7, 1), g // 2], -1)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return {
+        "cv2 8-bit grey": png_bytes(g),
+        "PIL 8-bit grey": pil_bytes(Image.fromarray(g), "PNG"),
+        "16-bit grey": pil_bytes(Image.fromarray(_noisy((150, 130), 65535, np.uint16)), "PNG"),
+        "16-bit RGB (OpenCV path)": png_bytes(np.stack([_noisy((150, 130), 65535, np.uint16)] * 3, -1)),
+        "8-bit RGB": pil_bytes(Image.fromarray(rgb), "PNG"),
+        "RGBA": pil_bytes(Image.fromarray(np.dstack([rgb, g]), "RGBA"), "PNG"),
+        "grey + alpha": pil_bytes(Image.fromarray(np.stack([g, 255 - g], -1), "LA"), "PNG"),
+        "palette + tRNS": pil_bytes(Image.fromarray(rgb).convert("P"), "PNG", transparency=3),
+        "1-bit": pil_bytes(Image.fromarray(g > 128), "PNG"),
+        "odd width 4-bit": pil_bytes(Image.fromarray(g[:, :127] // 16).convert("P"), "PNG", bits=4),
+        "many IDAT chunks": _split_idat(pil_bytes(Image.fromarray(g), "PNG")),
+        "EXIF orientation 6": pil_bytes(Image.fromarray(g), "PNG", exif=exif),
+        "hires fixture": HIRES[0].read_bytes(),
+    }
+
+
+def _outcome(data: bytes):
+    try:
+        img = load_image(data)
+        return img.pixels, img.meta.to_dict()
+    except ImageError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("case", list(_stored_png_cases()))
+def test_png_rows_inflated_by_libdeflate_read_bit_for_bit_as_before(case: str, monkeypatch):
+    pytest.importorskip("deflate")
+    data = _stored_png_cases()[case]
+    used = []
+    real = bio._png_with_rows_stored
+    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: used.append(real(d, im) is not im) or real(d, im))
+    fast = _outcome(data)
+    # 16-bit colour goes to OpenCV (PIL would reduce it to 8 bits), so there is nothing to inflate for PIL.
+    assert used == ([] if "OpenCV" in case else [True]), "the stored-rows path was not taken"
+    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: im)
+    slow = _outcome(data)
+    assert not isinstance(fast, str) and not isinstance(slow, str)
+    assert np.array_equal(fast[0], slow[0]) and fast[1] == slow[1]
+
+
+def test_png_rows_stored_only_where_safe(monkeypatch):
+    pytest.importorskip("deflate")
+    data = png_bytes(_noisy((120, 100)))
+    with Image.open(io.BytesIO(data)) as im:
+        assert bio._png_with_rows_stored(data, im) is not im
+        interlaced = data[:28] + b"\x01" + data[29:]
+        assert bio._png_with_rows_stored(interlaced, im) is im  # Adam7 rows are laid out otherwise
+        monkeypatch.setattr(bio, "PNG_STORED_MAX_BYTES", 1000)  # memory bound: large images stay with PIL
+        assert bio._png_with_rows_stored(data, im) is im
+        monkeypatch.undo()
+        monkeypatch.setitem(__import__("sys").modules, "deflate", None)  # the package missing: PIL alone
+        assert bio._png_with_rows_stored(data, im) is im
+
+
+@pytest.mark.parametrize("damage", ["cut", "flipped byte", "cut inside the last chunk"])
+def test_damaged_png_reads_the_same_with_or_without_libdeflate(damage: str, monkeypatch):
+    """Where libdeflate refuses the stream, PIL decides as before: the same one-line error, or for a
+    flipped byte whatever PIL made of it."""
+    data = bytearray(png_bytes(_noisy((200, 160))))
+    if damage == "cut":
+        data = data[: len(data) // 2]
+    elif damage == "cut inside the last chunk":
+        data = data[:-16]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    data = bytes(data)
+    fast = _outcome(data)
+    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: im)
+    slow = _outcome(data)
+    assert type(fast) is type(slow)
+    if isinstance(fast, str):
+        assert fast == slow
+    else:
+        assert np.array_equal(fast[0], slow[0]) and fast[1] == slow[1]
+    if damage == "cut":
+        assert isinstance(fast, str) and "truncated" in fast
