@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,7 @@ def write_meta(path: str | Path | Bundle, meta: BundleMeta) -> Path:
     b = path if isinstance(path, Bundle) else Bundle(Path(path))
     b.dir.mkdir(parents=True, exist_ok=True)
     tmp = b.meta_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2))
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
     tmp.replace(b.meta_file)
     return b.meta_file
 
@@ -426,6 +427,76 @@ def add_member(path: str | Path | Bundle, meta: BundleMeta, source: str | Path, 
     net.save(b.file(name))
     meta = meta.with_section(ENSEMBLE_SECTION, EnsembleSpec((*have, name)).to_section())
     return meta if name in meta.files else dataclasses.replace(meta, files=(*meta.files, name))
+
+
+# ------------------------------------------------------------------------------------ int8 graphs
+
+INT8_SECTION = "int8"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Int8Spec:
+    """Networks the bundle also holds as int8 LiteRT graphs (section ``int8`` of ``meta.json``).
+
+    ``graphs``: network file (``model.keras`` or a member) -> (``.tflite`` file of the bundle, the
+    sha256 of the weights it was made from, :func:`boneage.runtime.weights_sha256`). Why beside the
+    ``.keras`` files and not derived at load like the float graph: the int8 graph is calibrated on
+    training radiographs, which a user's machine does not have; the sha keeps it tied to the one
+    set of weights it was made from (:mod:`boneage.runtime` says what it costs and gains).
+    """
+
+    graphs: tuple[tuple[str, str, str], ...]
+    why: str = ""
+
+    @classmethod
+    def from_meta(cls, meta: BundleMeta) -> "Int8Spec | None":
+        d = meta.section(INT8_SECTION)
+        if d is None:
+            return None
+        g = d.get("graphs")
+        bad = BundleError("meta.json: section 'int8' needs 'graphs', mapping a .keras file of the bundle to "
+                          "{'file': a .tflite file of the bundle, 'weights_sha256': 64 hex digits}")
+        if not isinstance(g, dict) or not g:
+            raise bad
+        out = []
+        for net, v in g.items():
+            if not (isinstance(net, str) and Path(net).name == net and net.endswith(".keras") and isinstance(v, dict)):
+                raise bad
+            f, sha = v.get("file"), v.get("weights_sha256")
+            if not (isinstance(f, str) and Path(f).name == f and f.endswith(".tflite")
+                    and isinstance(sha, str) and _SHA256.fullmatch(sha)):
+                raise bad
+            out.append((net, f, sha))
+        return cls(tuple(out), str(d.get("why", "")))
+
+    def to_section(self) -> dict:
+        return {"graphs": {n: {"file": f, "weights_sha256": sha} for n, f, sha in self.graphs},
+                **({"why": self.why} if self.why else {})}
+
+
+def load_int8(b: Bundle, meta: BundleMeta) -> dict[str, tuple[bytes, str]]:
+    """Network file -> (int8 graph bytes, weights sha256) for the graphs the bundle holds (empty if
+    none); BundleError with one line when a listed graph is missing."""
+    spec = Int8Spec.from_meta(meta)
+    out = {}
+    for net, f, sha in spec.graphs if spec else ():
+        p = b.file(f)
+        if not p.is_file():
+            raise BundleError(f"{b.meta_file}: int8 graph {f} of {net} is missing from {b.dir}")
+        out[net] = (p.read_bytes(), sha)
+    return out
+
+
+def add_int8(path: str | Path | Bundle, meta: BundleMeta, network: str, graph: bytes, weights_sha256: str,
+             why: str = "") -> BundleMeta:
+    """Write ``graph`` as ``<network stem>.int8.tflite`` and list it in section ``int8`` (replacing an
+    earlier graph of that network); returns the metadata (call :func:`write_meta` after)."""
+    name = f"{Path(network).stem}.int8.tflite"
+    meta = write_extra_file(path, meta, name, graph)
+    spec = Int8Spec.from_meta(meta)
+    graphs = tuple(g for g in (spec.graphs if spec else ()) if g[0] != network) + ((network, name, weights_sha256),)
+    return meta.with_section(INT8_SECTION, Int8Spec(graphs, why or (spec.why if spec else "")).to_section())
 
 
 def _image_size(model) -> tuple[int, int] | None:

@@ -170,7 +170,8 @@ class Examination:
 class Predictor:
     """A loaded model bundle (``model.keras`` + ``meta.json``), ready to predict."""
 
-    def __init__(self, model, meta: BundleMeta, path: Path, members: list | tuple = ()):
+    def __init__(self, model, meta: BundleMeta, path: Path, members: list | tuple = (),
+                 int8: list | tuple = ()):
         from .calibration import SECTION, CalibrationError, OutputCalibration
         from .model import with_explanation_outputs
 
@@ -192,7 +193,10 @@ class Predictor:
         except CalibrationError as e:
             raise PredictionError(f"{Path(path).parent}: {e}") from None
         # Network 0 is model.keras; ensemble members (boneage.bundle.EnsembleSpec) share the TTA copies.
-        self._fns = [self._compile(with_explanation_outputs(net)) for net in (model, *members)]
+        # ``int8``: per network, the bundle's int8 graph and the weights it was made from, or None.
+        nets = (model, *members)
+        graphs = list(int8) + [None] * (len(nets) - len(int8))
+        self._fns = [self._compile(with_explanation_outputs(net), g) for net, g in zip(nets, graphs)]
         self._lock = threading.Lock()
 
     @property
@@ -206,12 +210,13 @@ class Predictor:
         return len(self._fns)
 
     @staticmethod
-    def _compile(net):
-        """The network's forward pass: LiteRT when it converts and matches Keras, else TensorFlow
-        (:mod:`boneage.runtime`, where the choice and its measured speed-up are explained)."""
+    def _compile(net, int8=None):
+        """The network's forward pass: LiteRT when it converts and matches Keras (int8 where the
+        bundle holds a graph made from these weights), else TensorFlow (:mod:`boneage.runtime`,
+        where the choice and its measured speed-up are explained)."""
         from .runtime import LiteNetwork
 
-        return LiteNetwork.build(net)
+        return LiteNetwork.build(net, int8=int8)
 
     @property
     def runtime(self) -> str:
@@ -230,9 +235,13 @@ class Predictor:
         try:
             model, meta, b = bundle.load(path)
             members = bundle.load_members(b, meta)
+            graphs = bundle.load_int8(b, meta)
         except bundle.BundleError as e:
             raise PredictionError(str(e)) from None
-        return cls(model, meta, Path(path) if path and str(path).endswith(".keras") else b.model_file, members)
+        spec = bundle.EnsembleSpec.from_meta(meta)
+        names = (bundle.MODEL_FILE, *(spec.members if spec else ()))
+        return cls(model, meta, Path(path) if path and str(path).endswith(".keras") else b.model_file, members,
+                   [graphs.get(n) for n in names])
 
     def _run(self, images: np.ndarray, male: float | np.ndarray, copy: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,8 +28,19 @@ Decisions:
   and not faith: Keras's own ``model.export()`` wrote a SavedModel of the resized ensemble member
   that read 76 months off (the nested backbone behind the ``Resizing`` layer); freezing the
   traced call, as done here, matches to 3e-4 months on both networks.
-- ``BONEAGE_RUNTIME=keras`` selects the TensorFlow path (parity checks, debugging); non-TensorFlow
-  Keras backends (a GPU machine's torch/JAX) always use Keras.
+- **int8 where the bundle holds it** (section ``int8`` of ``meta.json``, :class:`boneage.bundle.Int8Spec`):
+  a network the bundle also ships as an int8 graph (:func:`quantize_int8`, made by
+  ``scripts/quantize_member.py`` from training radiographs) runs on XNNPACK's int8 kernels. Only the
+  224×176 ensemble member is shipped so (2026-12-05): 15.5 → 8.7 ms for its 4 copies, the pair's
+  model part 25 → 17 ms, and ``model.keras`` (network 0, whose copy-0 attention map and pooled
+  features the app and the acceptance check read) stays float. Both networks int8 took 13.8 ms but
+  read 0.84 months from the float reading per image instead of 0.49 for the member alone (300
+  validation ids; MAE 8.716 / 8.633 against 8.682 float). The graph is used only for the weights it
+  was made from (:func:`weights_sha256`, kept in the section) and after its own probe check
+  (:data:`INT8_PROBE_TOLERANCE`); otherwise the float graph serves, with the reason logged.
+- ``BONEAGE_RUNTIME=keras`` selects the TensorFlow path (parity checks, debugging) and
+  ``BONEAGE_RUNTIME=litert-float`` the float LiteRT graphs even where the bundle holds int8 ones;
+  non-TensorFlow Keras backends (a GPU machine's torch/JAX) always use Keras.
 - One interpreter per network, resized when the batch size changes (the TTA batch is constant;
   batch scoring changes it only for its last chunk). Not thread-safe: the Predictor's lock
   serialises calls, as it did for TensorFlow.
@@ -41,7 +52,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -51,8 +62,27 @@ log = logging.getLogger(__name__)
 
 RUNTIME_VERSION = 1  # bump when the conversion below changes (it is part of the cache key)
 PROBE_TOLERANCE = {"months": 0.05, "attention": 1e-3, "pooled": 1e-3}  # measured differences: 3e-4, 4e-5, 3e-5
+# An int8 graph reads close to, not exactly as, its float network: the shipped member's 4-copy mean
+# 0.83–0.99 months off per image on 300 validation ids (largest 6.3), and on the probe batch's
+# uniform noise, further from the radiographs it was calibrated on, 0.68 months, 0.24 in its
+# attention map, 0.14 in its pooled features (2026-12-05). These bounds catch a broken graph (the
+# Keras export that read 76 months off), not quantisation noise.
+INT8_PROBE_TOLERANCE = {"months": 6.0, "attention": 0.5, "pooled": 0.6}
 OUTPUT_NAMES = ("months", "attention", "pooled")  # what boneage.model.with_explanation_outputs returns
-ENV = "BONEAGE_RUNTIME"  # "litert" (default) or "keras"
+ENV = "BONEAGE_RUNTIME"  # "litert" (default), "litert-float" or "keras"
+RUNTIMES = ("litert", "litert-float", "keras")
+# Layers an int8 graph keeps in float (substrings of the converter's tensor names): the grey input
+# and ImageNet normalisation, the member's resize, the stem and the first five blocks, and everything
+# after the backbone (attention, sex branch, head), which costs nothing next to it. Why these: the
+# stem's output was 4.2 quantisation steps off and the first blocks' depthwise layers 0.5–1.8, every
+# later layer ≤ 0.5 (QuantizationDebugger, 32 training images). Measured on the shipped member
+# through `boneage evaluate` (validation, 2026-12-05; float: MAE 8.633, ages 0–6 y 8.42, bias +0.52):
+#   stem + block 0 float:        8.664, 0–6 y 8.82, bias +0.76; member 4 copies 15.5 → 8.7 ms
+#   stem + blocks 0–2 float:     8.65,  0–6 y 8.72, bias +0.66
+#   stem + blocks 0–4 float:     8.640, 0–6 y 8.51, bias +0.50 (shipped: the youngest read as before)
+INT8_FLOAT_LAYERS = ("grey_to_rgb", "imagenet_norm", "input_resize", "conv_stem", "stem_relu",
+                     "blocks_0_", "blocks_1_", "blocks_2_", "blocks_3_", "blocks_4_",
+                     "feature_bn", "attention", "sex_dense", "concat", "head_", "bone_age")
 
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -62,8 +92,8 @@ def requested() -> str:
     from .checks import ParameterError
 
     v = os.environ.get(ENV, "litert").strip().lower()
-    if v not in ("litert", "keras"):
-        raise ParameterError(f"{ENV}={v!r}: expected 'litert' or 'keras'")
+    if v not in RUNTIMES:
+        raise ParameterError(f"{ENV}={v!r}: expected " + ", ".join(f"'{r}'" for r in RUNTIMES))
     return v
 
 
@@ -106,12 +136,20 @@ def cache_key(net) -> str:
     return h.hexdigest()
 
 
-def convert(net) -> bytes:
-    """The network's inference call as a LiteRT flatbuffer, its variables frozen into constants.
+def weights_sha256(net) -> str:
+    """sha256 of a network's weights (dtype, shape and bytes of each, in order): what an int8 graph
+    was made from, so it is never used for other weights. Independent of the TensorFlow version,
+    unlike :func:`cache_key`, because the int8 graph ships with the bundle."""
+    h = hashlib.sha256()
+    for w in net.get_weights():
+        a = np.ascontiguousarray(w)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
-    The converter numbers the outputs in its own order; :func:`_output_order` maps them back to
-    the Keras outputs (:data:`OUTPUT_NAMES`) by shape when the interpreter is built.
-    """
+
+def _frozen(net):
+    """The network's inference call with its variables frozen into constants (batch size free)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -122,8 +160,53 @@ def convert(net) -> bytes:
     def call(*xs):
         return net(dict(zip(names, xs)), training=False)
 
-    frozen = convert_variables_to_constants_v2(tf.function(call).get_concrete_function(*specs))
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen], net).convert()
+    return convert_variables_to_constants_v2(tf.function(call).get_concrete_function(*specs))
+
+
+def quantize_int8(net, samples: Callable[[], Iterable[dict]], float_layers: tuple[str, ...] = INT8_FLOAT_LAYERS) -> bytes:
+    """The network as an int8 LiteRT graph (float inputs and outputs), calibrated on ``samples``:
+    a callable returning an iterable of one-row input dicts (``{"image": (1, H, W, 1), "male": (1, 1)}``),
+    the images as the pipeline and TTA make them. ``float_layers`` (default :data:`INT8_FLOAT_LAYERS`)
+    stay float.
+
+    Full-integer kernels, not dynamic-range weights: the latter ran 2× *slower* on XNNPACK here
+    (54 against 24 ms for the pair's 8 copies).
+    """
+    import tensorflow as tf
+
+    frozen = _frozen(net)
+    order = [n for n, _ in _input_specs(net)]
+    float_graph = tf.lite.TFLiteConverter.from_concrete_functions([frozen], net).convert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    # The converter feeds a concrete function's inputs in its own order: match it by name.
+    details = Interpreter(model_content=float_graph).get_input_details()
+    feed = [next(n for n in order if d["name"].split(":")[0].endswith(n)) for d in details]
+    names = [d["name"] for d in Interpreter(model_content=float_graph).get_tensor_details()]
+    keep_float = [n for n in names if any(k in n for k in float_layers)]
+
+    def rep():
+        for x in samples():
+            yield [np.asarray(x[n], np.float32) for n in feed]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen], net)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=conv, debug_dataset=rep,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float))
+    return debugger.get_nondebug_quantized_model()
+
+
+def convert(net) -> bytes:
+    """The network's inference call as a LiteRT flatbuffer, its variables frozen into constants.
+
+    The converter numbers the outputs in its own order; :func:`_output_order` maps them back to
+    the Keras outputs (:data:`OUTPUT_NAMES`) by shape when the interpreter is built.
+    """
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([_frozen(net)], net).convert()
 
 
 def cached_flatbuffer(net) -> bytes:
@@ -176,9 +259,16 @@ class LiteNetwork:
     _out_index: list[int] | None = None  # interpreter output indices, in its own order (fixed by resizing)
     _batch: int = -1
 
+    int8_reason: str | None = None  # why a bundle's int8 graph is not used (None: used, or none held)
+
     @classmethod
-    def build(cls, net, runtime: str | None = None) -> "LiteNetwork":
-        """``net``: a Keras network with the three explanation outputs (``with_explanation_outputs``)."""
+    def build(cls, net, runtime: str | None = None, int8: "tuple[bytes, str] | None" = None) -> "LiteNetwork":
+        """``net``: a Keras network with the three explanation outputs (``with_explanation_outputs``).
+
+        ``int8``: the bundle's int8 graph of this network and the :func:`weights_sha256` it was made
+        from (:func:`boneage.bundle.load_int8`); used on ``litert`` when the weights match and it
+        passes its probe check, else the float graph serves and :attr:`int8_reason` says why.
+        """
         import keras
 
         keras_call = _keras_call(net)
@@ -189,20 +279,34 @@ class LiteNetwork:
             return cls("keras", f"Keras backend {keras.backend.backend()} (LiteRT needs TensorFlow's converter)", keras_call)
         from ._quiet import silenced_fd2
 
+        int8_reason = None
+        if int8 is not None and want == "litert":
+            blob, sha = int8
+            if weights_sha256(net) != sha:
+                int8_reason = "the int8 graph was made from other weights"
+            else:
+                with silenced_fd2():
+                    me, int8_reason = cls._checked_lite(net, keras_call, blob, INT8_PROBE_TOLERANCE, kind="litert-int8")
+                if me is not None:
+                    return me
+            log.warning("int8 graph not used: %s; using the float graph", int8_reason)
         with silenced_fd2():  # the converter's and the XNNPACK delegate's C++ notices are not for users
             me, reason = cls._checked_lite(net, keras_call)
         if me is None:
             log.warning("%s; using TensorFlow", reason)
-            return cls("keras", reason, keras_call)
+            return cls("keras", reason, keras_call, int8_reason=int8_reason)
+        me.int8_reason = int8_reason
         return me
 
     @classmethod
-    def _checked_lite(cls, net, keras_call) -> tuple["LiteNetwork | None", str | None]:
-        """The LiteRT network if it converts and passes the probe check, else ``(None, reason)``."""
+    def _checked_lite(cls, net, keras_call, blob: bytes | None = None, tolerance: dict | None = None,
+                      kind: str = "litert") -> tuple["LiteNetwork | None", str | None]:
+        """The LiteRT network (``blob``, else the float graph converted from ``net``) if it loads and
+        passes the probe check within ``tolerance``, else ``(None, reason)``."""
         try:
             from ai_edge_litert.interpreter import Interpreter
 
-            it = Interpreter(model_content=cached_flatbuffer(net), num_threads=_threads())
+            it = Interpreter(model_content=blob if blob is not None else cached_flatbuffer(net), num_threads=_threads())
         except Exception as e:  # noqa: BLE001 - any failure of the optional fast path falls back, with its reason
             first = str(e).splitlines()[0] if str(e) else ""
             return None, f"LiteRT unavailable: {type(e).__name__}: {first}"
@@ -214,7 +318,7 @@ class LiteNetwork:
             if len(hit) != 1:
                 return None, f"LiteRT input {name!r} not found among {sorted(by_name)}"
             inputs[name] = hit[0]
-        me = cls("litert", None, keras_call, it, inputs, _out_index=[d["index"] for d in it.get_output_details()])
+        me = cls(kind, None, keras_call, it, inputs, _out_index=[d["index"] for d in it.get_output_details()])
         probe = _probe(specs)
         ref = tuple(np.asarray(v) for v in net(probe, training=False))  # eager: no trace for a one-off call
         got = me._lite(probe, order=None)
@@ -224,8 +328,9 @@ class LiteNetwork:
         me._outputs = tuple(me._out_index[i] for i in order)
         for name, r, g in zip(OUTPUT_NAMES, ref, (got[i] for i in order)):
             err = float(np.max(np.abs(r - g)))
-            if not np.isfinite(err) or err > PROBE_TOLERANCE[name]:
-                return None, f"LiteRT {name} differ from Keras by {err:.3g} on the probe batch"
+            if not np.isfinite(err) or err > (tolerance or PROBE_TOLERANCE)[name]:
+                what = "LiteRT" if kind == "litert" else f"LiteRT ({kind})"
+                return None, f"{what} {name} differ from Keras by {err:.3g} on the probe batch"
         return me, None
 
     def _lite(self, x: dict, order) -> list[np.ndarray]:
@@ -243,7 +348,7 @@ class LiteNetwork:
         return [it.get_tensor(i) for i in idxs]
 
     def __call__(self, x: dict) -> Outputs:
-        if self.runtime != "litert":
+        if self._interpreter is None:
             return self._keras(x)
         return tuple(self._lite(x, self._outputs))
 

@@ -102,3 +102,29 @@ def test_no_other_module_names_the_bundle_files():
             if needle in text:
                 offenders.append(f"{f.name}: {needle}")
     assert not offenders, offenders
+
+
+def test_int8_section_round_trips_replaces_and_is_checked(tmp_path):
+    sha = "ab" * 32
+    meta = bundle.add_int8(tmp_path, BundleMeta(model_version="v1"), "member-1.keras", b"graph-1", sha, "why")
+    meta = bundle.add_int8(tmp_path, meta, "member-1.keras", b"graph-2", "cd" * 32)  # a new graph replaces the old
+    bundle.write_meta(tmp_path, meta)
+    back = bundle.read_meta(tmp_path)
+    spec = bundle.Int8Spec.from_meta(back)
+    assert spec.graphs == (("member-1.keras", "member-1.int8.tflite", "cd" * 32),) and spec.why == "why"
+    assert back.files == ("member-1.int8.tflite",)
+    assert bundle.load_int8(bundle.Bundle(tmp_path), back) == {"member-1.keras": (b"graph-2", "cd" * 32)}
+    (tmp_path / "member-1.int8.tflite").unlink()
+    with pytest.raises(BundleError, match="int8 graph member-1.int8.tflite of member-1.keras is missing"):
+        bundle.load_int8(bundle.Bundle(tmp_path), back)
+    assert bundle.load_int8(bundle.Bundle(tmp_path), BundleMeta(model_version="v1")) == {}
+
+
+@pytest.mark.parametrize("section", [
+    {}, {"graphs": []}, {"graphs": {"member-1.keras": {"file": "../x.tflite", "weights_sha256": "ab" * 32}}},
+    {"graphs": {"member-1.keras": {"file": "m.tflite", "weights_sha256": "not-hex"}}},
+    {"graphs": {"member.h5": {"file": "m.tflite", "weights_sha256": "ab" * 32}}},
+])
+def test_a_malformed_int8_section_is_a_one_line_error(section):
+    with pytest.raises(BundleError, match="section 'int8' needs 'graphs'"):
+        bundle.Int8Spec.from_meta(BundleMeta(model_version="v1").with_section(bundle.INT8_SECTION, section))
