@@ -31,13 +31,15 @@ Decisions:
 - **int8 where the bundle holds it** (section ``int8`` of ``meta.json``, :class:`boneage.bundle.Int8Spec`):
   a network the bundle also ships as an int8 graph (:func:`quantize_int8`, made by
   ``scripts/quantize_member.py`` from training radiographs) runs on XNNPACK's int8 kernels. Only the
-  224×176 ensemble member is shipped so (2026-12-05): 15.5 → 8.7 ms for its 4 copies, the pair's
-  model part 25 → 17 ms, and ``model.keras`` (network 0, whose copy-0 attention map and pooled
-  features the app and the acceptance check read) stays float. Both networks int8 took 13.8 ms but
-  read 0.84 months from the float reading per image instead of 0.49 for the member alone (300
-  validation ids; MAE 8.716 / 8.633 against 8.682 float). The graph is used only for the weights it
-  was made from (:func:`weights_sha256`, kept in the section) and after its own probe check
-  (:data:`INT8_PROBE_TOLERANCE`); otherwise the float graph serves, with the reason logged.
+  224×176 ensemble member is shipped so (2026-12-05): the pair's model part went from 24–27 to
+  19–20 ms (``bench/predict.py``, two runs of each back to back) and ``boneage evaluate`` on the
+  validation ids from 8.633 to 8.637 months. ``model.keras`` (network 0, whose copy-0 attention map
+  and pooled features the app shows and the acceptance check compares) stays float. Quantising more
+  was faster and less faithful: both networks int8 (stem, first block and head float) took 13.8
+  against 23.5 ms and read 0.77 months from the float reading per image (300 validation ids); the
+  member alone with fewer float layers, see :data:`INT8_FLOAT_LAYERS`. The graph is used only for
+  the weights it was made from (:func:`weights_sha256`, kept in the section) and after its own probe
+  check (:data:`INT8_PROBE_TOLERANCE`); otherwise the float graph serves, with the reason logged.
 - ``BONEAGE_RUNTIME=keras`` selects the TensorFlow path (parity checks, debugging) and
   ``BONEAGE_RUNTIME=litert-float`` the float LiteRT graphs even where the bundle holds int8 ones;
   non-TensorFlow Keras backends (a GPU machine's torch/JAX) always use Keras.
@@ -79,7 +81,7 @@ RUNTIMES = ("litert", "litert-float", "keras")
 # through `boneage evaluate` (validation, 2026-12-05; float: MAE 8.633, ages 0–6 y 8.42, bias +0.52):
 #   stem + block 0 float:        8.664, 0–6 y 8.82, bias +0.76; member 4 copies 15.5 → 8.7 ms
 #   stem + blocks 0–2 float:     8.65,  0–6 y 8.72, bias +0.66
-#   stem + blocks 0–4 float:     8.640, 0–6 y 8.51, bias +0.50 (shipped: the youngest read as before)
+#   stem + blocks 0–4 float:     8.637, 0–6 y 8.51, bias +0.50 (shipped: the youngest read as before)
 INT8_FLOAT_LAYERS = ("grey_to_rgb", "imagenet_norm", "input_resize", "conv_stem", "stem_relu",
                      "blocks_0_", "blocks_1_", "blocks_2_", "blocks_3_", "blocks_4_",
                      "feature_bn", "attention", "sex_dense", "concat", "head_", "bone_age")

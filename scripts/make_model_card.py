@@ -327,6 +327,12 @@ def render_readme(card: dict, meta: dict, bundle_dir: Path | None = None) -> str
                   + f"{m['train_minutes']:.0f} min of training beyond the shared phases"
                   + (f"; {m['note']}" if m.get("note") else "") + ":", "", "  ```bash",
                   *[textwrap.indent(command_lines(c), "  ") for c in m["command"]], "  ```", ""]
+    int8 = bundle.Int8Spec.from_meta(bundle.BundleMeta.from_dict(meta))
+    if int8:
+        L += ["", "## int8 graphs", int8.why, ""]
+        for net, f, sha in int8.graphs:
+            L += [f"- `{f}`: `{net}` on int8 kernels, for the weights with sha256 `{sha}` only; made by", "", "  ```bash",
+                  f"  python scripts/quantize_member.py --bundle models --network {net}", "  ```"]
     if card.get("benchmarks"):
         L += ["", "## Speed (measured)", "", benchmarks.markdown(card["benchmarks"]).rstrip()]
     L += ["", *localisation_section(bundle_dir or MODELS_DIR), "", *ablation_section(bundle_dir or MODELS_DIR)]
