@@ -220,7 +220,8 @@ class Predictor:
 
     @property
     def runtime(self) -> str:
-        """Which engine runs the networks: "litert", or "keras" with the reason LiteRT is not used."""
+        """Which engines run the networks: "litert", "litert-int8" (a network on the bundle's int8
+        graph), or "keras" with the reason LiteRT is not used; one entry per engine, "; "-joined."""
         rs = {(f.runtime, f.fallback_reason) for f in self._fns}
         return "; ".join(r if why is None else f"{r} ({why})" for r, why in sorted(rs, key=str))
 
