@@ -194,10 +194,14 @@ def quantize_int8(net, samples: Callable[[], Iterable[dict]], float_layers: tupl
     conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen], net)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=conv, debug_dataset=rep,
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float))
-    return debugger.get_nondebug_quantized_model()
+    import warnings
+
+    with warnings.catch_warnings():  # the debugger builds tf.lite.Interpreter itself, which warns it is deprecated
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=rep,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float))
+        return debugger.get_nondebug_quantized_model()
 
 
 def convert(net) -> bytes:
