@@ -838,20 +838,72 @@ def _outcome(data: bytes):
         return str(exc)
 
 
+def _pil_alone(monkeypatch):
+    """Switch the libdeflate paths off: PIL decodes every PNG, as before 2026-12-05."""
+    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: im)
+    monkeypatch.setattr(bio, "_png_grey_in_halves", lambda d, im: None)
+
+
+GREY_CASES = ("cv2 8-bit grey", "PIL 8-bit grey", "16-bit grey", "many IDAT chunks", "hires fixture")
+
+
 @pytest.mark.parametrize("case", list(_stored_png_cases()))
 def test_png_rows_inflated_by_libdeflate_read_bit_for_bit_as_before(case: str, monkeypatch):
     pytest.importorskip("deflate")
     data = _stored_png_cases()[case]
-    used = []
-    real = bio._png_with_rows_stored
-    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: used.append(real(d, im) is not im) or real(d, im))
+    taken = []
+    stored, halves = bio._png_with_rows_stored, bio._png_grey_in_halves
+
+    def spy_stored(d, im):
+        out = stored(d, im)
+        if out is not im:
+            taken.append("stored")
+        return out
+
+    def spy_halves(d, im):
+        out = halves(d, im)
+        if out is not None:
+            taken.append("halves")
+        return out
+
+    monkeypatch.setattr(bio, "_png_with_rows_stored", spy_stored)
+    monkeypatch.setattr(bio, "_png_grey_in_halves", spy_halves)
     fast = _outcome(data)
-    # 16-bit colour goes to OpenCV (PIL would reduce it to 8 bits), so there is nothing to inflate for PIL.
-    assert used == ([] if "OpenCV" in case else [True]), "the stored-rows path was not taken"
-    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: im)
+    # Plain grey: two halves on two threads; 16-bit colour: OpenCV (nothing to inflate for PIL);
+    # the rest (colour, alpha, palette, EXIF): stored rows for PIL.
+    want = ["halves"] if case in GREY_CASES else [] if "OpenCV" in case else ["stored"]
+    assert taken == want
+    _pil_alone(monkeypatch)
     slow = _outcome(data)
     assert not isinstance(fast, str) and not isinstance(slow, str)
     assert np.array_equal(fast[0], slow[0]) and fast[1] == slow[1]
+
+
+def test_grey_png_halves_split_at_a_row_that_does_not_read_the_one_above(monkeypatch):
+    """The split row is filtered None or Sub; a PNG without one is decoded in one piece; both read as PIL."""
+    pytest.importorskip("deflate")
+    g = _noisy((300, 90))
+    paeth = pil_bytes(Image.fromarray(g), "PNG")  # PIL: mostly Paeth, some None rows
+    png = bio._png_inflated(paeth)
+    filters = np.frombuffer(png.rows, np.uint8)[:: png.stride]
+    assert (filters == 4).any() and (filters[1:] <= 1).any()
+    with Image.open(io.BytesIO(paeth)) as im:
+        np.testing.assert_array_equal(bio._png_grey_in_halves(paeth, im), g)
+    # Every row Up (2): no row to split at, so one piece; the same samples.
+    rows = bytearray(png.rows)
+    raw = np.frombuffer(png.rows, np.uint8).reshape(300, 91)
+    up = np.zeros_like(raw)
+    up[:, 0] = 2
+    up[0, 1:] = g[0]
+    up[1:, 1:] = (g[1:].astype(np.int16) - g[:-1]) % 256
+    rows[:] = up.tobytes()
+    ihdr = paeth[8:33]
+    only_up = bio._stored_png([ihdr], memoryview(bytes(rows)), [b"\x00\x00\x00\x00IEND\xaeB`\x82"])
+    submitted = []
+    monkeypatch.setattr(bio, "_helper_thread", lambda: submitted.append(1))
+    with Image.open(io.BytesIO(only_up)) as im:
+        np.testing.assert_array_equal(bio._png_grey_in_halves(only_up, im), g)
+    assert not submitted
 
 
 def test_png_rows_stored_only_where_safe(monkeypatch):
@@ -881,7 +933,7 @@ def test_damaged_png_reads_the_same_with_or_without_libdeflate(damage: str, monk
         data[len(data) // 2] ^= 0xFF
     data = bytes(data)
     fast = _outcome(data)
-    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: im)
+    _pil_alone(monkeypatch)
     slow = _outcome(data)
     assert type(fast) is type(slow)
     if isinstance(fast, str):
