@@ -60,6 +60,7 @@ import threading
 import warnings as _warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO
@@ -672,12 +673,18 @@ def _png_grey_in_halves(data: bytes, im) -> np.ndarray | None:
             return np.asarray(part)
 
     h = png.height
-    if not len(independent):
-        return piece(0, h)
-    split = int(independent[np.argmin(np.abs(independent - h // 2))])
-    lower = _helper_thread().submit(piece, split, h)
-    top = piece(0, split)
-    bottom = lower.result()
+    try:
+        if not len(independent):
+            return piece(0, h)
+        split = int(independent[np.argmin(np.abs(independent - h // 2))])
+        lower = _helper_thread().submit(piece, split, h)
+        try:
+            top = piece(0, split)
+        finally:
+            futures_wait([lower])  # the helper's half is done before anything returns
+        bottom = lower.result()  # raises the helper's error, if any
+    except Exception:  # noqa: BLE001 - e.g. a bad filter byte: the whole-image path decodes it and PIL words the error
+        return None
     out = np.empty((h, png.width), top.dtype)
     out[:split], out[split:] = top, bottom
     return out

@@ -920,6 +920,25 @@ def test_png_rows_stored_only_where_safe(monkeypatch):
         assert bio._png_with_rows_stored(data, im) is im
 
 
+@pytest.mark.parametrize("bad_row", [0, 150, 299])
+def test_a_bad_filter_byte_reads_as_pil_alone_says(bad_row: int, monkeypatch):
+    """A stream that inflates but names filter 7 on one row: the two-half path steps aside and the
+    loader says what PIL says of the whole file (never an exception of its own)."""
+    pytest.importorskip("deflate")
+    g = _noisy((300, 90))
+    png = bio._png_inflated(png_bytes(g))
+    rows = bytearray(png.rows)
+    rows[bad_row * png.stride] = 7
+    data = bio._stored_png(png.before, memoryview(bytes(rows)), png.after)
+    with Image.open(io.BytesIO(data)) as im:
+        assert bio._png_grey_in_halves(data, im) is None
+    fast = _outcome(data)
+    _pil_alone(monkeypatch)
+    slow = _outcome(data)
+    assert type(fast) is type(slow)
+    assert fast == slow if isinstance(fast, str) else np.array_equal(fast[0], slow[0])
+
+
 @pytest.mark.parametrize("damage", ["cut", "flipped byte", "cut inside the last chunk"])
 def test_damaged_png_reads_the_same_with_or_without_libdeflate(damage: str, monkeypatch):
     """Where libdeflate refuses the stream, PIL decides as before: the same one-line error, or for a
