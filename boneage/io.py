@@ -482,11 +482,11 @@ def _load_raster(data: bytes, label: str, kind: str) -> LoadedImage:
         # PIL reduces 16-bit colour PNG/TIFF to 8-bit RGB; OpenCV keeps the full depth.
         by_opencv = bit_depth > 8 and mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
         k = reduction_factor(width, height)
-        halves = None
-        if kind == "PNG" and not by_opencv:  # sizes checked: now the rows may be inflated, faster
-            halves = _png_grey_in_halves(data, im) if k == 1 else None
-            if halves is None:
-                im = _png_with_rows_stored(data, im)
+        # Sizes checked: now a PNG's rows may be inflated (once), faster, for either path below.
+        png = _png_inflated(data) if kind == "PNG" and not by_opencv else None
+        halves = _png_grey_in_halves(png, im) if k == 1 else None
+        if halves is None:
+            im = _png_with_rows_stored(png, im)
         orientation = None if halves is not None else _exif_orientation(im)  # halves: no eXIf chunk
         try:
             if halves is not None:
@@ -616,8 +616,8 @@ def _stored_png(before: list, rows: memoryview, after: list) -> bytes:
     return bytes(out)
 
 
-def _png_with_rows_stored(data: bytes, im):
-    """``im``, or the same PNG re-opened with its image data inflated by libdeflate and handed to
+def _png_with_rows_stored(png: _InflatedPng | None, im):
+    """``im``, or the same PNG (``png``, from :func:`_png_inflated`) re-opened with its image data inflated by libdeflate and handed to
     PIL as *stored* (uncompressed) deflate blocks, so PIL only unfilters the rows.
 
     Why: PIL's decode of a 2000×2500 8-bit radiograph (22.7 ms) is half inflate (zlib-ng 11.5 ms)
@@ -628,9 +628,9 @@ def _png_with_rows_stored(data: bytes, im):
 
     Only for a well-formed, non-interlaced PNG whose inflated rows (size known from IHDR, after the
     loader's size checks) are at most :data:`PNG_STORED_MAX_BYTES`; anything else, a stream
-    libdeflate refuses, or a missing ``deflate`` package leaves ``im`` to PIL, which words any error.
+    libdeflate refuses, or a missing ``deflate`` package (``png`` None) leaves ``im`` to PIL, which
+    words any error.
     """
-    png = _png_inflated(data)
     if png is None:
         return im
     from PIL import Image
@@ -641,8 +641,8 @@ def _png_with_rows_stored(data: bytes, im):
         return im
 
 
-def _png_grey_in_halves(data: bytes, im) -> np.ndarray | None:
-    """The samples of a plain grey 8/16-bit PNG (what ``np.asarray`` of PIL's image gives), its two
+def _png_grey_in_halves(png: _InflatedPng | None, im) -> np.ndarray | None:
+    """The samples of a plain grey 8/16-bit PNG (``png``, from :func:`_png_inflated`; what ``np.asarray`` of PIL's image gives), its two
     halves unfiltered by PIL on both cores; None where this does not apply (the caller goes on
     with :func:`_png_with_rows_stored`).
 
@@ -654,10 +654,9 @@ def _png_grey_in_halves(data: bytes, im) -> np.ndarray | None:
     rows Sub; PIL: 120 of 2,500 None; the raw films: 6–10 % Sub); with none, the image is one piece.
     Not for tRNS/alpha, EXIF (``eXIf`` chunk: PIL would have to read it) or reduced (k > 1) images.
     """
-    if im.mode not in _INT_GREY_MODES or "transparency" in im.info or data[25] != 0:
+    if png is None or im.mode not in _INT_GREY_MODES or "transparency" in im.info or png.ihdr_rest[1] != 0:
         return None
-    png = _png_inflated(data)
-    if png is None or any(bytes(c[4:8]) == b"eXIf" for c in (*png.before, *png.after)):
+    if any(bytes(c[4:8]) == b"eXIf" for c in (*png.before, *png.after)):
         return None
     filters = np.frombuffer(png.rows, np.uint8)[:: png.stride]
     independent = np.flatnonzero(filters[1:] <= 1) + 1  # None or Sub, not the first row

@@ -840,8 +840,8 @@ def _outcome(data: bytes):
 
 def _pil_alone(monkeypatch):
     """Switch the libdeflate paths off: PIL decodes every PNG, as before 2026-12-05."""
-    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda d, im: im)
-    monkeypatch.setattr(bio, "_png_grey_in_halves", lambda d, im: None)
+    monkeypatch.setattr(bio, "_png_with_rows_stored", lambda png, im: im)
+    monkeypatch.setattr(bio, "_png_grey_in_halves", lambda png, im: None)
 
 
 GREY_CASES = ("cv2 8-bit grey", "PIL 8-bit grey", "16-bit grey", "many IDAT chunks", "hires fixture")
@@ -854,14 +854,14 @@ def test_png_rows_inflated_by_libdeflate_read_bit_for_bit_as_before(case: str, m
     taken = []
     stored, halves = bio._png_with_rows_stored, bio._png_grey_in_halves
 
-    def spy_stored(d, im):
-        out = stored(d, im)
+    def spy_stored(png, im):
+        out = stored(png, im)
         if out is not im:
             taken.append("stored")
         return out
 
-    def spy_halves(d, im):
-        out = halves(d, im)
+    def spy_halves(png, im):
+        out = halves(png, im)
         if out is not None:
             taken.append("halves")
         return out
@@ -888,7 +888,7 @@ def test_grey_png_halves_split_at_a_row_that_does_not_read_the_one_above(monkeyp
     filters = np.frombuffer(png.rows, np.uint8)[:: png.stride]
     assert (filters == 4).any() and (filters[1:] <= 1).any()
     with Image.open(io.BytesIO(paeth)) as im:
-        np.testing.assert_array_equal(bio._png_grey_in_halves(paeth, im), g)
+        np.testing.assert_array_equal(bio._png_grey_in_halves(bio._png_inflated(paeth), im), g)
     # Every row Up (2): no row to split at, so one piece; the same samples.
     rows = bytearray(png.rows)
     raw = np.frombuffer(png.rows, np.uint8).reshape(300, 91)
@@ -902,7 +902,7 @@ def test_grey_png_halves_split_at_a_row_that_does_not_read_the_one_above(monkeyp
     submitted = []
     monkeypatch.setattr(bio, "_helper_thread", lambda: submitted.append(1))
     with Image.open(io.BytesIO(only_up)) as im:
-        np.testing.assert_array_equal(bio._png_grey_in_halves(only_up, im), g)
+        np.testing.assert_array_equal(bio._png_grey_in_halves(bio._png_inflated(only_up), im), g)
     assert not submitted
 
 
@@ -910,14 +910,15 @@ def test_png_rows_stored_only_where_safe(monkeypatch):
     pytest.importorskip("deflate")
     data = png_bytes(_noisy((120, 100)))
     with Image.open(io.BytesIO(data)) as im:
-        assert bio._png_with_rows_stored(data, im) is not im
+        assert bio._png_with_rows_stored(bio._png_inflated(data), im) is not im
+        assert bio._png_with_rows_stored(None, im) is im  # nothing inflated: PIL alone
         interlaced = data[:28] + b"\x01" + data[29:]
-        assert bio._png_with_rows_stored(interlaced, im) is im  # Adam7 rows are laid out otherwise
+        assert bio._png_inflated(interlaced) is None  # Adam7 rows are laid out otherwise
         monkeypatch.setattr(bio, "PNG_STORED_MAX_BYTES", 1000)  # memory bound: large images stay with PIL
-        assert bio._png_with_rows_stored(data, im) is im
+        assert bio._png_inflated(data) is None
         monkeypatch.undo()
         monkeypatch.setitem(__import__("sys").modules, "deflate", None)  # the package missing: PIL alone
-        assert bio._png_with_rows_stored(data, im) is im
+        assert bio._png_inflated(data) is None
 
 
 @pytest.mark.parametrize("bad_row", [0, 150, 299])
@@ -931,7 +932,7 @@ def test_a_bad_filter_byte_reads_as_pil_alone_says(bad_row: int, monkeypatch):
     rows[bad_row * png.stride] = 7
     data = bio._stored_png(png.before, memoryview(bytes(rows)), png.after)
     with Image.open(io.BytesIO(data)) as im:
-        assert bio._png_grey_in_halves(data, im) is None
+        assert bio._png_grey_in_halves(bio._png_inflated(data), im) is None
     fast = _outcome(data)
     _pil_alone(monkeypatch)
     slow = _outcome(data)
