@@ -690,13 +690,19 @@ def _png_grey_in_halves(png: _InflatedPng | None, im) -> np.ndarray | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _helper_thread_for(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="boneage-png")
+def _helper_thread_for(name: str, pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+
+def helper_thread(name: str) -> ThreadPoolExecutor:
+    """One worker thread per purpose (``name``) and process, for work that runs beside the caller's
+    on the other core (a PNG's lower half here, the image scores in :mod:`boneage.predict`). Per
+    process, because a forked batch worker must make its own, not use its parent's."""
+    return _helper_thread_for(name, os.getpid())
 
 
 def _helper_thread() -> ThreadPoolExecutor:
-    """One helper thread per process (a forked batch worker makes its own, not its parent's)."""
-    return _helper_thread_for(os.getpid())
+    return helper_thread("boneage-png")
 
 
 def _check_dims(width: int, height: int, label: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import functools
 import math
 import os
 import threading
@@ -25,7 +24,7 @@ from .acceptance import AcceptanceCheck, NotAcceptedError, Verdict, image_scores
 from .bundle import BundleError, BundleMeta, TTASpec
 from .intervals import IntervalTable
 from .checks import ParameterError, check_int
-from .io import ImageError, ImageMeta, LoadedImage, load_array, load_image
+from .io import ImageError, ImageMeta, LoadedImage, helper_thread, load_array, load_image
 from .pipeline import PipelineParams, PipelineResult, run_pipeline
 from .vocab import Sex, SexError, format_age, model_input, parse_optional_sex
 
@@ -552,14 +551,9 @@ def _prepare_pixels(image: "np.ndarray | LoadedImage", meta: ImageMeta | None, n
     return Prepared(pipeline=res, meta=meta, batch=tta_batch(res.model_input, n=n), scores=scores)
 
 
-@functools.lru_cache(maxsize=None)
-def _side_pool_for(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="boneage-scores")
-
-
 def _side_pool() -> ThreadPoolExecutor:
-    """One worker thread per process (a forked batch worker makes its own, not the parent's)."""
-    return _side_pool_for(os.getpid())
+    """The image scores' worker thread (:func:`boneage.io.helper_thread`: one per process)."""
+    return helper_thread("boneage-scores")
 
 
 def _loaded_and_meta(image, name: str | None) -> tuple[LoadedImage, ImageMeta | None]:
