@@ -53,6 +53,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -131,10 +132,7 @@ def cache_key(net) -> str:
     h = hashlib.sha256()
     h.update(f"runtime {RUNTIME_VERSION} tf {tf.__version__}\n".encode())
     h.update(net.to_json().encode())
-    for w in net.get_weights():
-        a = np.ascontiguousarray(w)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
+    _hash_weights(h, net)
     return h.hexdigest()
 
 
@@ -143,11 +141,15 @@ def weights_sha256(net) -> str:
     was made from, so it is never used for other weights. Independent of the TensorFlow version,
     unlike :func:`cache_key`, because the int8 graph ships with the bundle."""
     h = hashlib.sha256()
+    _hash_weights(h, net)
+    return h.hexdigest()
+
+
+def _hash_weights(h, net) -> None:
     for w in net.get_weights():
         a = np.ascontiguousarray(w)
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def _frozen(net):
@@ -181,10 +183,10 @@ def quantize_int8(net, samples: Callable[[], Iterable[dict]], float_layers: tupl
     float_graph = tf.lite.TFLiteConverter.from_concrete_functions([frozen], net).convert()
     from ai_edge_litert.interpreter import Interpreter
 
+    float_it = Interpreter(model_content=float_graph)
     # The converter feeds a concrete function's inputs in its own order: match it by name.
-    details = Interpreter(model_content=float_graph).get_input_details()
-    feed = [next(n for n in order if d["name"].split(":")[0].endswith(n)) for d in details]
-    names = [d["name"] for d in Interpreter(model_content=float_graph).get_tensor_details()]
+    feed = [next(n for n in order if d["name"].split(":")[0].endswith(n)) for d in float_it.get_input_details()]
+    names = [d["name"] for d in float_it.get_tensor_details()]
     keep_float = [n for n in names if any(k in n for k in float_layers)]
 
     def rep():
@@ -194,8 +196,6 @@ def quantize_int8(net, samples: Callable[[], Iterable[dict]], float_layers: tupl
     conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen], net)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
-    import warnings
-
     with warnings.catch_warnings():  # the debugger builds tf.lite.Interpreter itself, which warns it is deprecated
         warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
         debugger = tf.lite.experimental.QuantizationDebugger(
