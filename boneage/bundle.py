@@ -337,6 +337,11 @@ class TTASpec:
 ENSEMBLE_SECTION = "ensemble"
 
 
+def _is_file_name(name: object, suffix: str) -> bool:
+    """A plain file name directly inside the bundle folder (no folders), ending in ``suffix``."""
+    return isinstance(name, str) and Path(name).name == name and name.endswith(suffix)
+
+
 @dataclass(frozen=True)
 class EnsembleSpec:
     """More networks in the bundle beside ``model.keras`` (section ``ensemble`` of ``meta.json``).
@@ -358,8 +363,7 @@ class EnsembleSpec:
             return None
         m = d.get("members")
         if (not isinstance(m, list) or not m
-                or not all(isinstance(f, str) and Path(f).name == f and f.endswith(".keras") and f != MODEL_FILE
-                           for f in m)):
+                or not all(_is_file_name(f, ".keras") and f != MODEL_FILE for f in m)):
             raise BundleError("meta.json: section 'ensemble' needs 'members', a list of .keras file names "
                               "in the bundle folder (other than model.keras)")
         if len(set(m)) != len(m):
@@ -407,7 +411,7 @@ def add_member(path: str | Path | Bundle, meta: BundleMeta, source: str | Path, 
     spec = EnsembleSpec.from_meta(meta)
     have = spec.members if spec else ()
     name = name or f"member-{len(have) + 1}.keras"
-    if Path(name).name != name or not name.endswith(".keras") or name == MODEL_FILE or name in have:
+    if not _is_file_name(name, ".keras") or name == MODEL_FILE or name in have:
         raise BundleError(f"{name!r} is not a new member file name")
     try:
         net = load_model(src)
@@ -461,11 +465,10 @@ class Int8Spec:
             raise bad
         out = []
         for net, v in g.items():
-            if not (isinstance(net, str) and Path(net).name == net and net.endswith(".keras") and isinstance(v, dict)):
+            if not (_is_file_name(net, ".keras") and isinstance(v, dict)):
                 raise bad
             f, sha = v.get("file"), v.get("weights_sha256")
-            if not (isinstance(f, str) and Path(f).name == f and f.endswith(".tflite")
-                    and isinstance(sha, str) and _SHA256.fullmatch(sha)):
+            if not (_is_file_name(f, ".tflite") and isinstance(sha, str) and _SHA256.fullmatch(sha)):
                 raise bad
             out.append((net, f, sha))
         return cls(tuple(out), str(d.get("why", "")))
