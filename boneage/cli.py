@@ -360,7 +360,7 @@ def cmd_train(a) -> int:
         trainable_fraction=a.trainable_fraction, patience=a.patience, seed=a.seed, strategy=a.strategy,
         resume=a.resume, limit=a.limit, workers=a.workers, init_from=a.init_from, warmup_epochs=a.warmup_epochs,
         augment_strength=a.augment_strength, ema_momentum=a.ema, age_balance=a.age_balance, head=a.head,
-        max_minutes=a.max_minutes, age_range=a.age_range,
+        max_minutes=a.max_minutes, age_range=a.age_range, teacher=a.teacher, teacher_weight=a.teacher_weight,
     )  # every setting checked here (TrainConfig.__post_init__): a ParameterError is one line from main()
     try:
         train(cfg)
@@ -498,6 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--age-range", type=_age_range, metavar="LO-HI",
                    help="train and validate only on true bone ages in [LO, HI) months, e.g. 0-96 "
                         "(an age-range specialist; the split by id is unchanged)")
+    s.add_argument("--teacher", metavar="CSV",
+                   help="knowledge distillation: another model's reading of each training image (id, teacher_months; "
+                        "scripts/teacher_readings.py); the target becomes a blend of the label and that reading")
+    s.add_argument("--teacher-weight", type=float, default=t.teacher_weight, metavar="W",
+                   help=f"the teacher's share of the training target (default {t.teacher_weight:g}; validation stays on the labels)")
     s.add_argument("--head", choices=["regression", "distribution"], default=t.head,
                    help="one linear output (the study's) or a softmax over 2-month age bins trained with "
                         "label-distribution learning (see boneage.model)")

@@ -61,6 +61,11 @@ class TrainConfig:
     # Train and validate only on images whose true bone age lies in [lo, hi) months: an age-range
     # specialist (issue #9's end bands, where the whole-range model regresses to the mean).
     age_range: tuple[float, float] | None = None
+    # Knowledge distillation: a CSV (id, teacher_months) of another model's reading of each training
+    # image (scripts/teacher_readings.py); the training target becomes
+    # (1 − teacher_weight)·label + teacher_weight·reading. Validation stays on the true labels.
+    teacher: str | None = None
+    teacher_weight: float = 0.5
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     pretrained: bool = True
@@ -127,6 +132,9 @@ class TrainConfig:
             if hi <= lo:
                 raise ParameterError(f"--age-range: the upper end ({hi:g}) must be above the lower ({lo:g}) months")
             c.age_range = (lo, hi)
+        c.teacher_weight = check_float(c.teacher_weight, "teacher_weight", lo=0.0, hi=1.0, flag="--teacher-weight")
+        if c.teacher is not None and not isinstance(c.teacher, (str, os.PathLike)):
+            raise ParameterError(f"teacher must be a path to a CSV, got {type(c.teacher).__name__}")
         if c.workers is not None:
             c.workers = check_int(c.workers, "workers", lo=1, hi=256, flag="--workers")
         if not isinstance(c.pipeline, dict):
@@ -443,17 +451,47 @@ def _prepare(cfg: TrainConfig, log) -> _Prepared:
     if len(tr) == 0 or len(va) == 0:
         raise TrainError(f"need images on both sides of the split (train {len(tr)}, val {len(va)}); use more data or --val-fraction")
     log(f"  split by id: {len(tr)} train, {len(va)} validation")
+    y_train = tr["boneage_months"].to_numpy(float)
+    if cfg.teacher:
+        y_train = (1.0 - cfg.teacher_weight) * y_train + cfg.teacher_weight * _teacher_months(cfg.teacher, tr["id"])
+        log(f"  training targets: {1 - cfg.teacher_weight:g}·label + {cfg.teacher_weight:g}·the teacher's reading ({cfg.teacher})")
     return _Prepared(
         params=params, train_ids=tr, val_ids=va,
         x_train=prep.images[tr["row"].to_numpy()], x_val=prep.images[va["row"].to_numpy()],
         male_train=tr["male"].to_numpy(float), male_val=va["male"].to_numpy(float),
-        y_train=tr["boneage_months"].to_numpy(float), y_val=va["boneage_months"].to_numpy(float),
+        y_train=y_train, y_val=va["boneage_months"].to_numpy(float),
     )
+
+
+def _teacher_months(path: str, ids: pd.Series) -> np.ndarray:
+    """The teacher's reading of each training id (``--teacher``); TrainError naming what is missing.
+
+    Why a file and not a model: the teacher (an ensemble with all its TTA copies) is read once,
+    outside the training loop, and the same targets can seed several students.
+    """
+    import pandas as pd
+
+    try:
+        t = pd.read_csv(path, dtype={"id": str})
+    except (OSError, ValueError) as e:
+        raise TrainError(f"--teacher {path}: cannot read it as CSV ({e.__class__.__name__}: {e})") from None
+    if not {"id", "teacher_months"} <= set(t.columns):
+        raise TrainError(f"--teacher {path}: needs columns id and teacher_months (scripts/teacher_readings.py writes them)")
+    months = pd.to_numeric(t.set_index("id")["teacher_months"], errors="coerce")
+    if months.index.has_duplicates:
+        raise TrainError(f"--teacher {path}: an id appears twice")
+    got = months.reindex(ids.astype(str)).to_numpy(float)
+    missing = ~np.isfinite(got)
+    if missing.any():
+        raise TrainError(f"--teacher {path}: no finite reading for {int(missing.sum())} of the {len(got)} training images "
+                         f"(e.g. id {ids.astype(str).to_numpy()[missing][0]})")
+    return got
 
 
 def _datasets(cfg: TrainConfig, data: _Prepared) -> tuple:
     """(training, validation) ``tf.data`` pipelines over the cached inputs."""
-    w = age_weights(data.y_train, cfg.age_balance) if cfg.age_balance > 0 else None
+    # the age bins are the true labels', also when the targets are blended with a teacher's readings
+    w = age_weights(data.train_ids["boneage_months"].to_numpy(float), cfg.age_balance) if cfg.age_balance > 0 else None
     ds_tr = make_dataset(data.x_train, data.male_train, data.y_train, batch_size=cfg.batch_size, training=True,
                          seed=cfg.seed, augment_strength=cfg.augment_strength, weights=w)
     ds_va = make_dataset(data.x_val, data.male_val, data.y_val, batch_size=cfg.batch_size, training=False)

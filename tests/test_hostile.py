@@ -352,7 +352,8 @@ def test_cli_mistakes_are_one_line(args, words):
      ({"ema_momentum": 1.0}, "--ema"), ({"backbone": "resnet"}, "--backbone"), ({"limit": 0}, "--limit"),
      ({"image_height": 8}, "--image-size"), ({"pipeline": {"clahe_tiles": 0}}, "--clahe-tiles"),
      ({"age_range": (96, 0)}, "--age-range"), ({"age_range": (0, float("nan"))}, "--age-range"),
-     ({"age_range": (-5, 60)}, "--age-range")],
+     ({"age_range": (-5, 60)}, "--age-range"), ({"teacher_weight": 1.5}, "--teacher-weight"),
+     ({"teacher_weight": float("nan")}, "--teacher-weight"), ({"teacher": 3}, "teacher must be a path")],
 )
 def test_train_config_validated_up_front(kw, flag):
     from boneage.checks import ParameterError

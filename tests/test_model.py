@@ -320,6 +320,55 @@ def test_an_age_range_specialist_trains_and_validates_only_inside_its_range(tmp_
     assert (everyone["boneage_months"] >= 130).sum() > 10  # the fixture does hold ages the range left out
 
 
+def test_a_student_trains_towards_the_blend_of_label_and_teacher(tmp_path, monkeypatch):
+    """--teacher: the training targets are (1 − w)·label + w·reading for the training ids only;
+    validation, val_predictions.csv and the age-balance bins stay on the true labels; a teacher
+    file that misses a training id, or is not a readings CSV, stops before any training."""
+    import boneage.train as tr
+    from boneage.train import TrainConfig, TrainError, train
+
+    labels = pd.read_csv(THUMBS / "labels.csv", dtype={"id": str})
+    csv = tmp_path / "teacher.csv"
+    pd.DataFrame({"id": labels["id"], "teacher_months": labels["boneage_months"] + 24.0}).to_csv(csv, index=False)
+    base = dict(data=str(THUMBS), backbone="tiny", pretrained=False, epochs=1, batch_size=16, image_height=96,
+                image_width=80, val_fraction=0.3, workers=1, cache_dir=str(tmp_path / "cache"))
+    seen = {}
+    real = tr._datasets
+
+    def spy(cfg, data):
+        seen["y_train"], seen["y_val"], seen["ids"] = data.y_train, data.y_val, data.train_ids
+        return real(cfg, data)
+
+    real_weights = tr.age_weights
+    monkeypatch.setattr(tr, "_datasets", spy)
+
+    def binned(y, alpha, **kw):
+        seen["binned"] = y
+        return real_weights(y, alpha, **kw)
+
+    monkeypatch.setattr(tr, "age_weights", binned)
+    logs: list[str] = []
+    m = train(TrainConfig(out=str(tmp_path / "student"), teacher=str(csv), teacher_weight=0.25, age_balance=0.5, **base),
+              log=logs.append)
+    truth = seen["ids"]["boneage_months"].to_numpy(float)
+    assert np.allclose(seen["y_train"], truth + 0.25 * 24.0)
+    assert np.array_equal(seen["binned"], truth)
+    vp = pd.read_csv(tmp_path / "student" / "val_predictions.csv", dtype={"id": str})
+    assert np.allclose(seen["y_val"], labels.set_index("id").loc[vp["id"], "boneage_months"].to_numpy(float))
+    assert np.isfinite(m["mae"]) and any("0.75·label + 0.25·the teacher's reading" in line for line in logs)
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["teacher_weight"] == 0.25
+
+    one_short = tmp_path / "short.csv"
+    t = pd.read_csv(csv, dtype={"id": str})
+    t[t["id"] != str(seen["ids"]["id"].iloc[0])].to_csv(one_short, index=False)
+    labels_only = tmp_path / "labels-only.csv"
+    labels.to_csv(labels_only, index=False)
+    for bad, words in ((one_short, "no finite reading for 1 of"), (labels_only, "needs columns id and teacher_months"),
+                       (tmp_path / "absent.csv", "cannot read it as CSV")):
+        with pytest.raises(TrainError, match=words):
+            train(TrainConfig(out=str(tmp_path / "refused"), teacher=str(bad), **base), log=lambda *a: None)
+
+
 def test_a_member_trains_at_a_finer_grid_on_the_bundles_pipeline_output(tmp_path):
     """--input-size: the network reads the pipeline's (smaller) output and resizes it inside, so
     an ensemble member at 256x208 trains on exactly what the bundle will feed it (160x128), from
