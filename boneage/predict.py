@@ -218,6 +218,14 @@ class Predictor:
         return LiteNetwork.build(net, int8=int8)
 
     @property
+    def engines(self) -> tuple[tuple[str, str | None], ...]:
+        """Per network, in bundle order (``model.keras`` first): the engine that runs it
+        ("litert", "litert-int8" or "keras") and why the bundle's int8 graph for it was refused
+        (``None`` when it is used, when there is none, or when ``BONEAGE_RUNTIME=litert-float``
+        switches int8 off). What ``scripts/quantize_member.py`` checks after writing a graph."""
+        return tuple((f.runtime, f.int8_reason) for f in self._fns)
+
+    @property
     def runtime(self) -> str:
         """Which engines run the networks: "litert", "litert-int8" (a network on the bundle's int8
         graph), or "keras" with the reason LiteRT is not used; one entry per engine, "; "-joined."""

@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     meta = bundle.add_int8(b, meta, a.network, graph, runtime.weights_sha256(wrapped), why)
     bundle.write_meta(b, meta)
     check = Predictor.load(b.dir)
-    used = [f.runtime for f in check._fns]
+    used = [engine for engine, _ in check.engines]
     print(f"{b.dir}: networks run on {', '.join(used)}")
     if used[k] != "litert-int8":
-        raise SystemExit(f"the int8 graph is written but not used: {check._fns[k].int8_reason}")
+        raise SystemExit(f"the int8 graph is written but not used: {check.engines[k][1]}")
     return 0
 
 

@@ -189,7 +189,7 @@ def test_shipped_bundle_on_its_int8_member_reads_close_to_the_float_graphs(monke
     fast = Predictor.load(MODELS_DIR)
     monkeypatch.setenv(runtime.ENV, "litert-float")
     flt = Predictor.load(MODELS_DIR)
-    assert [f.runtime for f in fast._fns] == ["litert", "litert-int8"] and flt.runtime == "litert"
+    assert fast.engines == (("litert", None), ("litert-int8", None)) and flt.engines == (("litert", None),) * 2
     for name, sex in (("1437.png", "F"), ("1391.png", "M")):
         f = FIXTURES_DIR / "hires" / name
         if not f.is_file():
