@@ -606,3 +606,56 @@ def test_gpu_probe_climbs_to_a_larger_batch_only_for_a_real_gain():
     assert probe.best_batch({64: 50, 256: 90, 512: 100}, 64) == 256  # 512 gains too little over 256
     assert probe.best_batch({64: 50, 256: 60, 512: 70}, 64) == 64  # compute-bound: stay at 64
     assert probe.best_batch({256: 90}, 64) == 64  # the smallest size failed: no basis to climb
+
+
+def _teacher_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("teacher_readings", REPO / "scripts" / "teacher_readings.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_teacher_readings_are_every_network_on_every_tta_copy():
+    """scripts/teacher_readings.py: one column per (network, copy), each the network on that TTA
+    copy of the image (copy 0 the image itself), so the teacher is the ensemble at all 8 copies."""
+    from boneage.tta import TTA_TRANSFORMS, tta_copy
+
+    t = _teacher_script()
+    nets = [build_model("tiny", (96, 80), weights=None) for _ in range(2)]
+    rng = np.random.default_rng(3)
+    imgs = rng.integers(0, 256, (5, 96, 80), dtype=np.uint8)
+    male = np.array([0, 1, 1, 0, 1], float)
+    r = t.readings(nets, imgs, male, batch=2, log=lambda *a: None)
+    assert r.shape == (5, 2 * len(TTA_TRANSFORMS))
+    k = 3
+    x = np.stack([tta_copy(im / np.float32(255.0), k) for im in imgs])[..., None]
+    direct = keras.ops.convert_to_numpy(nets[1]({"image": x, "male": male[:, None].astype("float32")}, training=False))
+    assert np.allclose(r[:, len(TTA_TRANSFORMS) + k], direct.reshape(5, -1)[:, 0], atol=1e-4)
+
+
+def test_teacher_bias_correction_keeps_the_image_and_drops_the_age_trend(tmp_path):
+    """The teacher's regression to the mean (a function of the true age) is taken out; what is
+    particular to each image stays, and --keep-bias keeps the reading as it came."""
+    t = _teacher_script()
+    rng = np.random.default_rng(0)
+    y = rng.uniform(6, 228, 4000)
+    own = rng.normal(0, 5, len(y))  # what the image says beyond its label
+    raw = y + 0.12 * (127 - y) + own  # shrunk towards the mean by 12 %
+    fixed = t.without_age_bias(y, raw)
+    for lo, hi in ((0, 60), (180, 240)):
+        sel = (y >= lo) & (y < hi)
+        assert abs((raw - y)[sel].mean()) > 7 and abs((fixed - y)[sel].mean()) < 0.5
+    assert np.corrcoef(fixed - y, own)[0, 1] > 0.99
+    src = tmp_path / "raw.csv"
+    pd.DataFrame({"id": np.arange(len(y)).astype(str), "boneage_months": y, "male": 1, "teacher_raw_months": raw,
+                  "teacher_sd_months": 1.0}).to_csv(src, index=False)
+    for extra, expect in (([], fixed), (["--keep-bias"], raw)):
+        out = tmp_path / f"t{len(extra)}.csv"
+        r = subprocess.run([sys.executable, str(REPO / "scripts" / "teacher_readings.py"), "--from-csv", str(src),
+                            "--out", str(out), *extra], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        got = pd.read_csv(out)
+        assert np.allclose(got["teacher_months"], expect, atol=1e-3) and np.allclose(got["teacher_raw_months"], raw, atol=1e-3)
+        assert "bias by band" in r.stdout
