@@ -22,8 +22,10 @@
 # 18 MiB of weights, so the first call carries gpu/ and returns at once, and the second, made
 # within the machine's 30 s warm window (ignored files already there are kept), carries the weights:
 #   run(command="true", carry=["gpu"], timeout_s=60)
-#   run(command="BATCH=auto PLAN=mixed scripts/train_gpu.sh run", carry=[".cache/weights/efficientnet_lite0_imagenet.npz"], timeout_s=570)
+#   run(command="BATCH=auto PLAN=imagenet scripts/train_gpu.sh run", carry=[".cache/weights/efficientnet_lite0_imagenet.npz"], timeout_s=570)
 # PLAN=shipped (two members from the shipped weights), imagenet (two from ImageNet) or mixed (all four).
+# imagenet first: everything continued from the shipped weights since (GPU continuations, more epochs,
+# siblings, distillation; model card rows 7, 22-23, 25-34) lands within 0.05 months of the pair.
 #
 # Tested here on a tiny subset under KERAS_BACKEND=jax with TensorFlow's import blocked:
 #   LIMIT=96 scripts/train_gpu.sh pack && EPOCHS=1 MINUTES=1 PYTHON=... KERAS_BACKEND=jax scripts/train_gpu.sh run
