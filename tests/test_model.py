@@ -398,10 +398,11 @@ def test_a_member_trains_at_a_finer_grid_on_the_bundles_pipeline_output(tmp_path
     assert "Traceback" not in r.stderr and not (tmp_path / "bad").exists()
 
 
-def _xception_script():
+def _script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("train_attention_xception", REPO / "scripts" / "train_attention_xception.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -412,7 +413,7 @@ def test_attention_xception_caches_one_feature_map_per_tta_view():
     reads it), every other view is that TTA transform's copy through the same frozen layers."""
     from boneage.tta import tta_batch
 
-    xs = _xception_script()
+    xs = _script("train_attention_xception")
     assert xs._views("7,1,0,1") == [0, 7, 1]
     for bad in ("1,x", "8", "-1"):
         with pytest.raises(SystemExit, match="--views"):
@@ -597,24 +598,11 @@ def test_a_compiled_train_step_reads_the_moved_end_of_the_cosine():
 def test_gpu_probe_climbs_to_a_larger_batch_only_for_a_real_gain():
     """`scripts/train_gpu.sh run` with BATCH=auto trains at the batch scripts/gpu_probe.py picks:
     a larger one only where it reads ≥ 1.5× the images per second of the size chosen so far."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_probe", Path(__file__).resolve().parents[1] / "scripts" / "gpu_probe.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = _script("gpu_probe")
     assert probe.best_batch({64: 50, 256: 190, 512: 370}, 64) == 512  # launch-bound: images/s grow with the batch
     assert probe.best_batch({64: 50, 256: 90, 512: 100}, 64) == 256  # 512 gains too little over 256
     assert probe.best_batch({64: 50, 256: 60, 512: 70}, 64) == 64  # compute-bound: stay at 64
     assert probe.best_batch({256: 90}, 64) == 64  # the smallest size failed: no basis to climb
-
-
-def _teacher_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("teacher_readings", REPO / "scripts" / "teacher_readings.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_teacher_readings_are_every_network_on_every_tta_copy():
@@ -622,7 +610,7 @@ def test_teacher_readings_are_every_network_on_every_tta_copy():
     copy of the image (copy 0 the image itself), so the teacher is the ensemble at all 8 copies."""
     from boneage.tta import TTA_TRANSFORMS, tta_copy
 
-    t = _teacher_script()
+    t = _script("teacher_readings")
     nets = [build_model("tiny", (96, 80), weights=None) for _ in range(2)]
     rng = np.random.default_rng(3)
     imgs = rng.integers(0, 256, (5, 96, 80), dtype=np.uint8)
@@ -638,7 +626,7 @@ def test_teacher_readings_are_every_network_on_every_tta_copy():
 def test_teacher_bias_correction_keeps_the_image_and_drops_the_age_trend(tmp_path):
     """The teacher's regression to the mean (a function of the true age) is taken out; what is
     particular to each image stays, and --keep-bias keeps the reading as it came."""
-    t = _teacher_script()
+    t = _script("teacher_readings")
     rng = np.random.default_rng(0)
     y = rng.uniform(6, 228, 4000)
     own = rng.normal(0, 5, len(y))  # what the image says beyond its label
